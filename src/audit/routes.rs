@@ -1,0 +1,147 @@
+//! `GET /api/v0/audit`: the audit log for compliance and operators, newest first.
+//!
+//! Filters are exact matches (`actor_id`, `action`, `resource_type`, `resource_id`, `outcome`,
+//! `actor_type`, `interaction_id`) plus a time window (`since` inclusive, `until` exclusive,
+//! RFC 3339). Pages are `limit` rows (1–500, default 50); `next_cursor` continues the listing
+//! and is stable while new rows arrive, because it points below a fixed `seq`.
+
+use axum::extract::State;
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::{AuditFilter, AuditRecord, Outcome};
+use crate::admin::auth::require_admin;
+use crate::clock::Timestamp;
+use crate::error::{ApiError, FieldError};
+use crate::http::extract::AppQuery;
+use crate::http::Routes;
+use crate::state::AppState;
+
+const MAX_LIMIT: u32 = 500;
+const DEFAULT_LIMIT: u32 = 50;
+
+/// `GET /api/v0/audit`, behind the admin-key check.
+pub fn routes(state: AppState) -> Routes<AppState> {
+    Routes::new()
+        .get("/api/v0/audit", list)
+        .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Query {
+    actor_type: Option<String>,
+    actor_id: Option<String>,
+    action: Option<String>,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    outcome: Option<String>,
+    interaction_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    data: Vec<AuditRecord>,
+    next_cursor: Option<String>,
+}
+
+fn encode_cursor(seq: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("audit:{seq}"))
+}
+
+fn decode_cursor(c: &str) -> Option<i64> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    text.strip_prefix("audit:")?.parse().ok().filter(|s| *s > 0)
+}
+
+fn parse_filter(q: Query) -> Result<AuditFilter, ApiError> {
+    let mut errors = Vec::new();
+    let mut time = |field: &str, v: Option<String>| {
+        v.and_then(|s| match Timestamp::parse_rfc3339(&s) {
+            Some(t) => Some(t),
+            None => {
+                errors.push(FieldError::invalid(
+                    field,
+                    "expected an RFC 3339 date-time such as 2026-11-22T10:00:00Z",
+                ));
+                None
+            }
+        })
+    };
+    let since = time("since", q.since);
+    let until = time("until", q.until);
+    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::invalid(
+                "limit",
+                format!("expected a whole number from 1 to {MAX_LIMIT}"),
+            ));
+            DEFAULT_LIMIT
+        }
+    };
+    let before_seq = match q.cursor.as_deref().map(decode_cursor) {
+        None => None,
+        Some(Some(seq)) => Some(seq),
+        Some(None) => {
+            errors.push(FieldError::invalid(
+                "cursor",
+                "not a cursor returned by this endpoint; start again without it",
+            ));
+            None
+        }
+    };
+    if let Some(o) = q.outcome.as_deref() {
+        if Outcome::parse(o).is_none() {
+            errors.push(FieldError::invalid(
+                "outcome",
+                "expected success, denied or failure",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation {
+            code: "invalid_query",
+            fields: errors,
+        });
+    }
+    Ok(AuditFilter {
+        actor_type: q.actor_type,
+        actor_id: q.actor_id,
+        action: q.action,
+        resource_type: q.resource_type,
+        resource_id: q.resource_id,
+        outcome: q.outcome,
+        interaction_id: q.interaction_id,
+        since,
+        until,
+        before_seq,
+        limit,
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    AppQuery(q): AppQuery<Query>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let filter = parse_filter(q)?;
+    let data = state.store.list_audit(&filter).await?;
+    let next_cursor = if data.len() == filter.limit as usize {
+        data.last().map(|r| encode_cursor(r.seq))
+    } else {
+        None
+    };
+    let page = Page { data, next_cursor };
+    serde_json::to_value(page)
+        .map(Json)
+        .map_err(ApiError::internal)
+}

@@ -1,0 +1,302 @@
+//! The `obgate` command line.
+//!
+//! Exit codes: 0 success; 2 bad usage or configuration (clap's own usage errors are 2 too);
+//! 1 a runtime failure (database unreachable, broken audit chain, port in use).
+//! Results go to standard output, logs and diagnostics to standard error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::admin::{self, Actor};
+use crate::audit::{chain, ActorType};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Mode, KEYS};
+use crate::store::{self, Store};
+use crate::App;
+
+/// obgate: Open Banking consent and OAuth2 gateway with KYC gating.
+#[derive(Debug, Parser)]
+#[command(name = "obgate", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file; `OBGATE_*` environment variables override it.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway. With no configuration: sandbox mode on 127.0.0.1:8080 with ./obgate.db,
+    /// migrations applied, and a demo admin key printed at the first start.
+    Serve,
+    /// Apply pending database migrations and exit (safe to run from several nodes at once).
+    Migrate,
+    /// Print the effective configuration (secrets masked), each key with where it came from.
+    #[command(after_long_help = config_keys_help())]
+    Config,
+    /// Manage admin API keys for the bank-facing API (/api/v0).
+    #[command(subcommand)]
+    AdminKey(AdminKeyCommand),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `obgate admin-key …`
+#[derive(Debug, Subcommand)]
+pub enum AdminKeyCommand {
+    /// Create a key and print it, alone on standard output, once: it is never shown again.
+    Create {
+        /// Who or what the key is for, e.g. `ops` or `onboarding-service`.
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id (`ak_…`); it is refused from the next request on.
+    Revoke {
+        /// The key id, as shown by `obgate admin-key list`.
+        id: String,
+    },
+}
+
+/// `obgate audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the whole audit log: exits 0 and prints the head hash when
+    /// intact, exits 1 naming the first broken row otherwise. Record the head hash elsewhere
+    /// to detect a later rewrite of the whole table.
+    Verify,
+}
+
+fn config_keys_help() -> String {
+    let mut s = String::from("Configuration keys (TOML key / environment variable):\n");
+    for k in KEYS {
+        let default = k.default.unwrap_or("-");
+        s.push_str(&format!(
+            "  {} / {} [default: {}]\n      {}\n",
+            k.toml, k.env, default, k.help
+        ));
+    }
+    s
+}
+
+enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+impl From<crate::error::ApiError> for Failure {
+    fn from(e: crate::error::ApiError) -> Self {
+        Failure::Runtime(e.message())
+    }
+}
+
+impl From<store::StoreError> for Failure {
+    fn from(e: store::StoreError) -> Self {
+        Failure::Runtime(e.to_string())
+    }
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("{}", msg.trim_end());
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(msg)) => {
+            eprintln!("error: {}", msg.trim_end());
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let config = Config::load(cli.config.as_deref(), std::env::vars())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    crate::telemetry::init(config.log_format, &config.log_level);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    match cli.command {
+        Command::Config => {
+            print!("{}", config.render_masked());
+            Ok(())
+        }
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let store = store::connect(&config).await?;
+            store.migrate().await?;
+            let state = store.migration_state().await?;
+            println!(
+                "migrations applied: {} of {}",
+                state.applied, state.expected
+            );
+            store.close().await;
+            Ok(())
+        }
+        Command::AdminKey(cmd) => {
+            let store = open_migrated(&config).await?;
+            let result = admin_key(cmd, store.as_ref()).await;
+            store.close().await;
+            result
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let store = open_migrated(&config).await?;
+            let result = chain::verify(store.as_ref()).await;
+            store.close().await;
+            match result {
+                Ok(v) => {
+                    println!(
+                        "audit chain intact: {} rows, head hash {}",
+                        v.rows, v.head_hash
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(Failure::Runtime(e.to_string())),
+            }
+        }
+    }
+}
+
+/// Opens storage for a command; migrates when allowed, otherwise refuses a stale schema.
+async fn open_migrated(config: &Config) -> Result<Arc<dyn Store>, Failure> {
+    let store = store::connect(config).await?;
+    let state = store.migration_state().await?;
+    if !state.is_current() {
+        if config.migrate_on_start {
+            store.migrate().await?;
+        } else {
+            return Err(Failure::Runtime(format!(
+                "database has {} pending migrations; run `obgate migrate` first",
+                state.pending.len()
+            )));
+        }
+    }
+    Ok(store)
+}
+
+fn cli_actor() -> Actor {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    Actor {
+        kind: ActorType::Cli,
+        id: user,
+        interaction_id: None,
+    }
+}
+
+async fn admin_key(cmd: AdminKeyCommand, store: &dyn Store) -> Result<(), Failure> {
+    let clock = SystemClock;
+    match cmd {
+        AdminKeyCommand::Create { name } => {
+            let created = admin::create_key(store, &clock, &name, &cli_actor())
+                .await
+                .map_err(|e| match e {
+                    crate::error::ApiError::Validation { .. } => {
+                        Failure::Usage(format!("error: --name: {}", e.message()))
+                    }
+                    other => other.into(),
+                })?;
+            eprintln!(
+                "created admin key {} ({}); it is printed once on standard output",
+                created.record.id, created.record.name
+            );
+            println!("{}", created.secret.expose_secret());
+            Ok(())
+        }
+        AdminKeyCommand::List { json } => {
+            let keys = store.list_admin_keys().await?;
+            if json {
+                let text = serde_json::to_string_pretty(&keys)
+                    .map_err(|e| Failure::Runtime(e.to_string()))?;
+                println!("{text}");
+                return Ok(());
+            }
+            println!(
+                "{:<20} {:<24} {:<12} {:<26} {:<26} STATUS",
+                "ID", "NAME", "PREFIX", "CREATED", "LAST USED"
+            );
+            for k in keys {
+                let status = match k.revoked_at {
+                    Some(t) => format!("revoked {t}"),
+                    None => "active".into(),
+                };
+                println!(
+                    "{:<20} {:<24} {:<12} {:<26} {:<26} {status}",
+                    k.id,
+                    k.name,
+                    k.prefix,
+                    k.created_at.to_string(),
+                    k.last_used_at
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "never".into()),
+                );
+            }
+            Ok(())
+        }
+        AdminKeyCommand::Revoke { id } => {
+            let key = admin::revoke_key(store, &clock, &id, &cli_actor()).await?;
+            println!("revoked {} ({})", key.id, key.name);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Failure> {
+    let listen = config.listen;
+    let mode = config.mode;
+    let backend = config.database_url.masked();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let app = App::build_with_clock(config, clock.clone())
+        .await
+        .map_err(|e| Failure::Runtime(format!("cannot open the database {backend}: {e}")))?;
+    if mode == Mode::Sandbox {
+        if let Some(created) = admin::ensure_demo_key(app.state().store.as_ref(), clock.as_ref()).await? {
+            eprintln!(
+                "\n  obgate sandbox: created the demo admin key (shown once; `obgate admin-key create` makes more):\n\n    {}\n\n  Use it as `Authorization: Bearer <key>` on /api/v0/*.\n",
+                created.secret.expose_secret()
+            );
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
+    tracing::info!(
+        %listen,
+        %mode,
+        database = %backend,
+        public_url = %app.state().config.public_base(),
+        "obgate listening; docs at /docs"
+    );
+    app.serve(listener, crate::http::shutdown_signal())
+        .await
+        .map_err(|e| Failure::Runtime(format!("server failed: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}

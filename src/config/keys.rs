@@ -1,0 +1,104 @@
+//! Every configuration key, declared once.
+
+/// One configuration key: its TOML name, its environment name, its default and how to show it.
+#[derive(Debug)]
+pub struct KeySpec {
+    /// Dotted TOML key (`database.url` is `[database] url = …`).
+    pub toml: &'static str,
+    /// Environment variable: `OBGATE_` + the TOML key upper-cased, dots as underscores.
+    pub env: &'static str,
+    /// Default when neither the file nor the environment sets it (`None`: computed or required).
+    pub default: Option<&'static str>,
+    /// Masked in `obgate config` output.
+    pub secret: bool,
+    /// One line for `obgate config --help` and the README.
+    pub help: &'static str,
+}
+
+/// All keys, top-level ones first (TOML needs them before any `[section]`).
+pub const KEYS: &[KeySpec] = &[
+    KeySpec {
+        toml: "mode",
+        env: "OBGATE_MODE",
+        default: Some("sandbox"),
+        secret: false,
+        help: "`sandbox` (dev keys, demo data, built-in bank) or `production` (strict)",
+    },
+    KeySpec {
+        toml: "listen",
+        env: "OBGATE_LISTEN",
+        default: Some("127.0.0.1:8080"),
+        secret: false,
+        help: "socket address to bind",
+    },
+    KeySpec {
+        toml: "public_url",
+        env: "OBGATE_PUBLIC_URL",
+        default: None,
+        secret: false,
+        help: "external base URL: OAuth issuer and base of every link (default http://<listen>; https and explicit in production)",
+    },
+    KeySpec {
+        toml: "database.url",
+        env: "OBGATE_DATABASE_URL",
+        default: Some("sqlite://obgate.db"),
+        secret: true,
+        help: "`sqlite://FILE` (created when missing) or `postgres://…`; explicit in production",
+    },
+    KeySpec {
+        toml: "database.max_connections",
+        env: "OBGATE_DATABASE_MAX_CONNECTIONS",
+        default: Some("10"),
+        secret: false,
+        help: "connection pool size (1–1000)",
+    },
+    KeySpec {
+        toml: "database.migrate_on_start",
+        env: "OBGATE_DATABASE_MIGRATE_ON_START",
+        default: Some("true"),
+        secret: false,
+        help: "apply pending migrations when `serve` starts; when false, /readyz stays 503 until `obgate migrate`",
+    },
+    KeySpec {
+        toml: "log.format",
+        env: "OBGATE_LOG_FORMAT",
+        default: Some("auto"),
+        secret: false,
+        help: "`auto` (pretty on a terminal, JSON otherwise), `pretty` or `json`",
+    },
+    KeySpec {
+        toml: "log.level",
+        env: "OBGATE_LOG_LEVEL",
+        default: Some("info"),
+        secret: false,
+        help: "tracing filter directives, e.g. `info,obgate=debug`",
+    },
+    KeySpec {
+        toml: "http.request_timeout",
+        env: "OBGATE_HTTP_REQUEST_TIMEOUT",
+        default: Some("30s"),
+        secret: false,
+        help: "longest a request may take, body upload included (answers 408 past it)",
+    },
+    KeySpec {
+        toml: "http.body_limit",
+        env: "OBGATE_HTTP_BODY_LIMIT",
+        default: Some("1MiB"),
+        secret: false,
+        help: "largest request body (answers 413 past it), 1KiB–64MiB",
+    },
+    KeySpec {
+        toml: "http.shutdown_grace",
+        env: "OBGATE_HTTP_SHUTDOWN_GRACE",
+        default: Some("30s"),
+        secret: false,
+        help: "on SIGTERM/SIGINT, how long in-flight requests may take to finish",
+    },
+    KeySpec {
+        toml: "pii.key",
+        env: "OBGATE_PII_KEY",
+        default: None,
+        secret: true,
+        help: "base64 of 32 random bytes (`openssl rand -base64 32`) encrypting PII at rest; required in production, a published dev key in sandbox",
+    },
+];

@@ -1,0 +1,559 @@
+//! Layering (defaults < TOML file < environment) and validation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use url::Url;
+
+use super::keys::{KeySpec, KEYS};
+use super::{Backend, Config, DatabaseUrl, HttpConfig, LogFormat, Mode, PiiKey};
+
+/// Where a configuration value came from; error messages and `obgate config` name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Built-in default.
+    Default,
+    /// Derived from other keys (e.g. `public_url` from `listen`).
+    Derived,
+    /// The TOML file at this path.
+    File(PathBuf),
+    /// The environment variable.
+    Env,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Derived => f.write_str("derived"),
+            Source::File(p) => write!(f, "from {}", p.display()),
+            Source::Env => f.write_str("from environment"),
+        }
+    }
+}
+
+/// Every problem found in the configuration, one line each (`KEY: what is wrong`).
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+struct Raw {
+    value: String,
+    source: Source,
+}
+
+struct Layers {
+    values: BTreeMap<&'static str, Raw>,
+    errors: Vec<String>,
+}
+
+impl Layers {
+    fn label(&self, spec: &KeySpec) -> String {
+        match self.values.get(spec.toml).map(|r| &r.source) {
+            Some(Source::Env) => spec.env.to_owned(),
+            Some(Source::File(p)) => format!("{} in {}", spec.toml, p.display()),
+            _ => spec.toml.to_owned(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|r| r.value.as_str())
+    }
+
+    fn explicit(&self, key: &str) -> bool {
+        matches!(
+            self.values.get(key).map(|r| &r.source),
+            Some(Source::Env | Source::File(_))
+        )
+    }
+
+    /// Parses one key; on failure records `LABEL: message` and returns `None`.
+    fn parse<T>(&mut self, key: &str, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        let spec = spec(key);
+        let raw = self.get(key)?.to_owned();
+        match f(&raw) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                let label = self.label(spec);
+                self.errors.push(format!("{label}: {msg}"));
+                None
+            }
+        }
+    }
+
+    fn fail(&mut self, key: &str, msg: impl fmt::Display) {
+        let label = self.label(spec(key));
+        self.errors.push(format!("{label}: {msg}"));
+    }
+}
+
+fn spec(key: &str) -> &'static KeySpec {
+    KEYS.iter().find(|k| k.toml == key).unwrap_or(&KEYS[0])
+}
+
+/// Flattens a TOML document into dotted keys with scalar values.
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut Vec<(String, String)>,
+    errors: &mut Vec<String>,
+) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out, errors),
+            toml::Value::String(s) => out.push((key, s.clone())),
+            toml::Value::Integer(i) => out.push((key, i.to_string())),
+            toml::Value::Boolean(b) => out.push((key, b.to_string())),
+            toml::Value::Float(x) => out.push((key, x.to_string())),
+            toml::Value::Datetime(d) => out.push((key, d.to_string())),
+            toml::Value::Array(_) => errors.push(format!("{key}: expected a single value")),
+        }
+    }
+}
+
+pub(super) fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut layers = Layers {
+        values: BTreeMap::new(),
+        errors: Vec::new(),
+    };
+    let mut warnings = Vec::new();
+
+    for spec in KEYS {
+        if let Some(d) = spec.default {
+            layers.values.insert(
+                spec.toml,
+                Raw {
+                    value: d.to_owned(),
+                    source: Source::Default,
+                },
+            );
+        }
+    }
+
+    if let Some(path) = file {
+        match std::fs::read_to_string(path) {
+            Err(e) => layers
+                .errors
+                .push(format!("--config {}: cannot read: {e}", path.display())),
+            Ok(text) => match text.parse::<toml::Table>() {
+                Err(e) => layers.errors.push(format!(
+                    "--config {}: not valid TOML: {}",
+                    path.display(),
+                    e.message()
+                )),
+                Ok(table) => {
+                    let mut flat = Vec::new();
+                    flatten("", &table, &mut flat, &mut layers.errors);
+                    for (key, value) in flat {
+                        match KEYS.iter().find(|k| k.toml == key) {
+                            Some(spec) => {
+                                layers.values.insert(
+                                    spec.toml,
+                                    Raw {
+                                        value,
+                                        source: Source::File(path.to_owned()),
+                                    },
+                                );
+                            }
+                            None => layers.errors.push(format!(
+                                "{key} in {}: unknown key (see `obgate config --help` for the list)",
+                                path.display()
+                            )),
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    for (name, value) in env {
+        if !name.starts_with("OBGATE_") {
+            continue;
+        }
+        match KEYS.iter().find(|k| k.env == name) {
+            Some(spec) => {
+                layers.values.insert(
+                    spec.toml,
+                    Raw {
+                        value,
+                        source: Source::Env,
+                    },
+                );
+            }
+            None if name.starts_with("OBGATE_TEST_") => {}
+            None => warnings.push(format!("{name}: unknown variable, ignored")),
+        }
+    }
+
+    let mode = layers.parse("mode", |v| match v {
+        "sandbox" => Ok(Mode::Sandbox),
+        "production" => Ok(Mode::Production),
+        other => Err(format!(
+            "unknown mode \"{other}\", expected sandbox or production"
+        )),
+    });
+    let production = mode == Some(Mode::Production);
+
+    let listen = layers.parse("listen", |v| {
+        v.parse::<SocketAddr>()
+            .map_err(|_| format!("\"{v}\" is not a socket address like 127.0.0.1:8080"))
+    });
+
+    if !layers.explicit("public_url") {
+        if production {
+            layers.errors.push(format!(
+                "{}: required in production mode (the https URL clients use to reach obgate)",
+                spec("public_url").env
+            ));
+        } else if let Some(addr) = listen {
+            let host = if addr.ip().is_unspecified() {
+                "localhost".to_owned()
+            } else {
+                addr.to_string()
+            };
+            let value = if addr.ip().is_unspecified() {
+                format!("http://{host}:{}", addr.port())
+            } else {
+                format!("http://{host}")
+            };
+            layers.values.insert(
+                "public_url",
+                Raw {
+                    value,
+                    source: Source::Derived,
+                },
+            );
+        }
+    }
+    let public_url = layers.parse("public_url", |v| {
+        let u = Url::parse(v).map_err(|e| format!("\"{v}\" is not an absolute URL: {e}"))?;
+        match u.scheme() {
+            "https" => {}
+            "http" if !production => {}
+            "http" => return Err("must be https in production mode".into()),
+            s => return Err(format!("unsupported scheme \"{s}\", expected https: or http:")),
+        }
+        if u.query().is_some() || u.fragment().is_some() {
+            return Err("must not have a query or fragment".into());
+        }
+        if u.host_str().is_none() {
+            return Err("must have a host".into());
+        }
+        Ok(u)
+    });
+
+    if production && !layers.explicit("database.url") {
+        layers.errors.push(format!(
+            "{}: required in production mode (set postgres://… or an explicit sqlite:// path)",
+            spec("database.url").env
+        ));
+    }
+    let database_url = layers.parse("database.url", DatabaseUrl::parse);
+    let database_max_connections = layers.parse("database.max_connections", |v| {
+        match v.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(format!("\"{v}\" is not a number from 1 to 1000")),
+        }
+    });
+    let migrate_on_start = layers.parse("database.migrate_on_start", parse_bool);
+    let log_format = layers.parse("log.format", |v| match v {
+        "auto" => Ok(LogFormat::Auto),
+        "pretty" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!(
+            "unknown format \"{other}\", expected auto, pretty or json"
+        )),
+    });
+    let log_level = layers.parse("log.level", |v| {
+        tracing_subscriber::EnvFilter::try_new(v)
+            .map(|_| v.to_owned())
+            .map_err(|e| format!("not a valid filter: {e}"))
+    });
+    let request_timeout = layers.parse("http.request_timeout", |v| {
+        parse_duration(v, Duration::from_millis(100), Duration::from_secs(600))
+    });
+    let shutdown_grace = layers.parse("http.shutdown_grace", |v| {
+        parse_duration(v, Duration::ZERO, Duration::from_secs(3600))
+    });
+    let body_limit = layers.parse("http.body_limit", |v| {
+        let b: bytesize::ByteSize = v
+            .parse()
+            .map_err(|_| format!("\"{v}\" is not a size like 1MiB or 65536"))?;
+        match usize::try_from(b.as_u64()) {
+            Ok(n) if (1024..=64 * 1024 * 1024).contains(&n) => Ok(n),
+            _ => Err(format!("{v} is outside 1KiB–64MiB")),
+        }
+    });
+
+    let pii_key = match layers.get("pii.key").map(str::to_owned) {
+        None if production => {
+            layers.errors.push(format!(
+                "{}: required in production mode; generate one with `openssl rand -base64 32`",
+                spec("pii.key").env
+            ));
+            None
+        }
+        None => Some(dev_pii_key()),
+        Some(raw) => {
+            let parsed = layers.parse("pii.key", |_| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(raw.trim())
+                    .map_err(|_| "not valid base64".to_owned())?;
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| format!("decodes to {} bytes, expected 32", bytes.len()))
+            });
+            match parsed {
+                Some(bytes) if raw.trim() == PiiKey::DEV_KEY_B64 => {
+                    if production {
+                        layers.fail(
+                            "pii.key",
+                            "this is the published sandbox dev key; generate one with `openssl rand -base64 32`",
+                        );
+                    }
+                    Some(PiiKey::new(bytes, true))
+                }
+                Some(bytes) => Some(PiiKey::new(bytes, false)),
+                None => None,
+            }
+        }
+    };
+
+    let effective = KEYS
+        .iter()
+        .filter_map(|spec| {
+            let raw = layers.values.get(spec.toml)?;
+            let shown = if spec.toml == "database.url" {
+                database_url
+                    .as_ref()
+                    .map(DatabaseUrl::masked)
+                    .unwrap_or_else(|| raw.value.clone())
+            } else if spec.secret {
+                "***".to_owned()
+            } else {
+                raw.value.clone()
+            };
+            let literal = if shown.parse::<i64>().is_ok() || shown == "true" || shown == "false"
+            {
+                shown
+            } else {
+                format!("{shown:?}")
+            };
+            Some((spec, literal, raw.source.clone()))
+        })
+        .chain(
+            pii_key
+                .as_ref()
+                .filter(|_| layers.get("pii.key").is_none())
+                .map(|_| {
+                    (
+                        spec("pii.key"),
+                        "\"*** (sandbox dev key)\"".to_owned(),
+                        Source::Default,
+                    )
+                }),
+        )
+        .collect();
+
+    let config = match (
+        mode,
+        listen,
+        public_url,
+        database_url,
+        database_max_connections,
+        migrate_on_start,
+        log_format,
+        log_level,
+        request_timeout,
+        shutdown_grace,
+        body_limit,
+        pii_key,
+    ) {
+        (
+            Some(mode),
+            Some(listen),
+            Some(public_url),
+            Some(database_url),
+            Some(database_max_connections),
+            Some(migrate_on_start),
+            Some(log_format),
+            Some(log_level),
+            Some(request_timeout),
+            Some(shutdown_grace),
+            Some(body_limit),
+            Some(pii_key),
+        ) if layers.errors.is_empty() => Config {
+            mode,
+            listen,
+            public_url,
+            database_url,
+            database_max_connections,
+            migrate_on_start,
+            log_format,
+            log_level,
+            http: HttpConfig {
+                request_timeout,
+                body_limit,
+                shutdown_grace,
+            },
+            pii_key,
+            warnings,
+            effective,
+        },
+        _ => return Err(ConfigError(layers.errors)),
+    };
+    let _ = Backend::Sqlite;
+    Ok(config)
+}
+
+fn dev_pii_key() -> PiiKey {
+    PiiKey::new(*b"obgate-sandbox-dev-key-notsecret", true)
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("\"{v}\" is not a boolean (true or false)")),
+    }
+}
+
+fn parse_duration(v: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = humantime::parse_duration(v)
+        .map_err(|_| format!("\"{v}\" is not a duration like 30s, 500ms or 2m"))?;
+    if d < min || d > max {
+        return Err(format!(
+            "{v} is outside {}–{}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn errors(pairs: &[(&str, &str)]) -> Vec<String> {
+        match Config::load(None, env(pairs)) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn zero_config_is_a_sandbox_on_localhost_with_sqlite() -> Result<(), ConfigError> {
+        let c = Config::load(None, env(&[]))?;
+        assert_eq!(c.mode, Mode::Sandbox);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_base(), "http://127.0.0.1:8080");
+        assert_eq!(c.database_url.backend(), Backend::Sqlite);
+        assert!(c.pii_key.is_dev());
+        Ok(())
+    }
+
+    #[test]
+    fn bad_database_scheme_names_the_env_key() {
+        assert_eq!(
+            errors(&[("OBGATE_DATABASE_URL", "mysql://x")]),
+            vec![
+                "OBGATE_DATABASE_URL: unsupported scheme \"mysql\", expected sqlite: or postgres:"
+            ]
+        );
+    }
+
+    #[test]
+    fn production_refuses_implicit_and_dev_settings_all_at_once() {
+        let errs = errors(&[
+            ("OBGATE_MODE", "production"),
+            ("OBGATE_PII_KEY", PiiKey::DEV_KEY_B64),
+        ]);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].starts_with("OBGATE_PUBLIC_URL: required in production"));
+        assert!(errs[1].starts_with("OBGATE_DATABASE_URL: required in production"));
+        assert!(errs[2].starts_with("OBGATE_PII_KEY: this is the published sandbox dev key"));
+        let errs = errors(&[
+            ("OBGATE_MODE", "production"),
+            ("OBGATE_PUBLIC_URL", "http://bank.example"),
+            ("OBGATE_DATABASE_URL", "postgres://u:pw@db/obgate"),
+        ]);
+        assert_eq!(
+            errs,
+            vec![
+                "OBGATE_PUBLIC_URL: must be https in production mode",
+                "OBGATE_PII_KEY: required in production mode; generate one with `openssl rand -base64 32`"
+            ]
+        );
+    }
+
+    #[test]
+    fn env_wins_over_file_and_file_errors_name_the_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("obgate.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[http]\nbody_limit = \"2KiB\"\n")?;
+        let c = Config::load(Some(&path), env(&[("OBGATE_LISTEN", "127.0.0.1:9100")]))?;
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.http.body_limit, 2048);
+
+        std::fs::write(&path, "[http]\nrequest_timeout = \"soon\"\nbody_limt = 5\n")?;
+        let err = Config::load(Some(&path), env(&[])).err().ok_or("expected an error")?;
+        let shown = path.display().to_string();
+        assert_eq!(
+            err.0,
+            vec![
+                format!("http.body_limt in {shown}: unknown key (see `obgate config --help` for the list)"),
+                format!("http.request_timeout in {shown}: \"soon\" is not a duration like 30s, 500ms or 2m"),
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn masked_rendering_hides_passwords_and_keys() -> Result<(), ConfigError> {
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let c = Config::load(
+            None,
+            env(&[
+                ("OBGATE_DATABASE_URL", "postgres://app:hunter2@db:5432/obgate"),
+                ("OBGATE_PII_KEY", &key),
+            ]),
+        )?;
+        let shown = c.render_masked();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(&key), "{shown}");
+        assert!(shown.contains("postgres://app:***@db:5432/obgate"), "{shown}");
+        assert!(format!("{c:?}").contains("[REDACTED]"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        Ok(())
+    }
+}

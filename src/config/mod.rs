@@ -1,0 +1,227 @@
+//! The one `Config` obgate runs with.
+//!
+//! Read from an optional TOML file and `OBGATE_*` environment variables (env wins), then
+//! validated as a whole: every bad value is reported at once, each message naming the key
+//! where the operator set it (`OBGATE_DATABASE_URL: …` or `database.url in obgate.toml: …`).
+//! Every key is declared once in [`keys::KEYS`], which also drives `obgate config` and the
+//! README's configuration table.
+
+mod keys;
+mod load;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use url::Url;
+
+pub use keys::{KeySpec, KEYS};
+pub use load::{ConfigError, Source};
+
+/// Which kind of deployment this is; decides what defaults are acceptable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Zero-config development and demos: generated dev keys, demo data, built-in sandbox bank.
+    Sandbox,
+    /// A real deployment: refuses dev keys, a missing PII key or an implicit database.
+    Production,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Sandbox => "sandbox",
+            Mode::Production => "production",
+        })
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON lines otherwise.
+    Auto,
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The storage backend a database URL selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file: the single-node default.
+    Sqlite,
+    /// PostgreSQL: production, and several nodes sharing one database.
+    Postgres,
+}
+
+/// A database URL; it may hold a password, so it is kept secret and displayed masked.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    url: SecretString,
+}
+
+impl DatabaseUrl {
+    /// Parses and classifies a URL; the error text is meant to follow `KEY: `.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let scheme = raw.split_once(':').map(|(s, _)| s).unwrap_or("");
+        let backend = match scheme {
+            "sqlite" => Backend::Sqlite,
+            "postgres" | "postgresql" => Backend::Postgres,
+            "" => return Err(format!("\"{raw}\" has no scheme, expected sqlite: or postgres:")),
+            other => {
+                return Err(format!(
+                    "unsupported scheme \"{other}\", expected sqlite: or postgres:"
+                ))
+            }
+        };
+        if backend == Backend::Postgres {
+            Url::parse(raw).map_err(|e| format!("not a valid postgres URL: {e}"))?;
+        }
+        Ok(Self {
+            backend,
+            url: SecretString::from(raw.to_owned()),
+        })
+    }
+
+    /// The backend this URL selects.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The full URL, password included; only for opening the connection.
+    pub fn expose(&self) -> &str {
+        self.url.expose_secret()
+    }
+
+    /// The URL with any password replaced by `***`, safe for logs and `obgate config`.
+    pub fn masked(&self) -> String {
+        let raw = self.url.expose_secret();
+        match Url::parse(raw) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => raw.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// The 256-bit key that encrypts PII at rest (AES-256-GCM).
+pub struct PiiKey {
+    key: SecretBox<[u8; 32]>,
+    is_dev: bool,
+}
+
+impl PiiKey {
+    /// The published sandbox key: fine for demo data, refused in production.
+    pub const DEV_KEY_B64: &'static str = "b2JnYXRlLXNhbmRib3gtZGV2LWtleS1ub3RzZWNyZXQ=";
+
+    pub(crate) fn new(bytes: [u8; 32], is_dev: bool) -> Self {
+        Self {
+            key: SecretBox::new(Box::new(bytes)),
+            is_dev,
+        }
+    }
+
+    /// The raw key, for the cipher only.
+    pub fn expose(&self) -> &[u8; 32] {
+        self.key.expose_secret()
+    }
+
+    /// True when this is the published sandbox key.
+    pub fn is_dev(&self) -> bool {
+        self.is_dev
+    }
+}
+
+impl Clone for PiiKey {
+    fn clone(&self) -> Self {
+        Self::new(*self.key.expose_secret(), self.is_dev)
+    }
+}
+
+impl fmt::Debug for PiiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_dev { "[sandbox dev key]" } else { "[REDACTED]" })
+    }
+}
+
+/// HTTP server limits.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Longest a request may take, body upload included.
+    pub request_timeout: Duration,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace: Duration,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Sandbox or production.
+    pub mode: Mode,
+    /// Socket address the server binds.
+    pub listen: SocketAddr,
+    /// External base URL: the OAuth issuer and the base of every link obgate returns.
+    pub public_url: Url,
+    /// Storage backend and where it is.
+    pub database_url: DatabaseUrl,
+    /// Connection pool size.
+    pub database_max_connections: u32,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,obgate=debug`.
+    pub log_level: String,
+    /// HTTP limits.
+    pub http: HttpConfig,
+    /// Encryption key for PII at rest.
+    pub pii_key: PiiKey,
+    /// Non-fatal findings (unknown `OBGATE_*` variables), logged at start.
+    pub warnings: Vec<String>,
+    /// The effective value and origin of each key, for `obgate config` (secrets masked).
+    pub effective: Vec<(&'static KeySpec, String, Source)>,
+}
+
+impl Config {
+    /// Loads from an optional TOML file and the given environment (normally `std::env::vars()`).
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        load::load(file, env)
+    }
+
+    /// The issuer / link base without a trailing slash.
+    pub fn public_base(&self) -> &str {
+        self.public_url.as_str().trim_end_matches('/')
+    }
+
+    /// The effective configuration as TOML, secrets masked, each line saying where it came from.
+    pub fn render_masked(&self) -> String {
+        let mut out = String::new();
+        let mut section = "";
+        for (spec, value, source) in &self.effective {
+            let (sec, name) = spec.toml.rsplit_once('.').unwrap_or(("", spec.toml));
+            if sec != section {
+                out.push_str(&format!("\n[{sec}]\n"));
+                section = sec;
+            }
+            out.push_str(&format!("{name} = {value:<40} # {source}\n"));
+        }
+        out.trim_start().to_owned()
+    }
+}

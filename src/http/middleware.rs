@@ -1,0 +1,138 @@
+//! The request-wide layers: interaction id, error rendering, cache headers, metrics.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, Family};
+use crate::state::AppState;
+
+/// The Open Banking correlation header, echoed on every response.
+pub static INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
+
+/// The request's correlation id: the client's `x-fapi-interaction-id` when it sent a usable
+/// one (1–128 characters of `A-Za-z0-9._:-`), otherwise a new UUID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InteractionId(pub String);
+
+impl InteractionId {
+    fn from_header(value: Option<&HeaderValue>) -> Self {
+        let usable = value.and_then(|v| v.to_str().ok()).filter(|s| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        });
+        match usable {
+            Some(s) => Self(s.to_owned()),
+            None => Self(uuid::Uuid::new_v4().to_string()),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for InteractionId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(match parts.extensions.get::<InteractionId>() {
+            Some(id) => id.clone(),
+            None => InteractionId::from_header(parts.headers.get(&INTERACTION_ID)),
+        })
+    }
+}
+
+/// Outermost layer: fixes the interaction id for the request and echoes it on the response.
+pub async fn interaction_id(mut req: Request, next: Next) -> Response {
+    let id = InteractionId::from_header(req.headers().get(&INTERACTION_ID));
+    let header = HeaderValue::from_str(&id.0).ok();
+    req.extensions_mut().insert(id);
+    let mut res = next.run(req).await;
+    if let Some(h) = header {
+        res.headers_mut().insert(INTERACTION_ID.clone(), h);
+    }
+    res
+}
+
+/// Renders errors in the family of the request path, and turns any framework default error
+/// (axum's plain-text rejections, 405, the body limit's 413, the timeout's 408, a panic) into
+/// the same bodies. Also marks `/oauth2` and `/api` responses as not cacheable.
+pub async fn render_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let family = Family::of(&path);
+    let mut res = next.run(req).await;
+
+    let error = match res.extensions_mut().remove::<ApiError>() {
+        Some(e) => Some(e),
+        None if is_framework_error(&res) => Some(ApiError::from_status(res.status())),
+        None => None,
+    };
+    if let Some(error) = error {
+        let mut rendered = error.render(family);
+        for (name, value) in res.headers() {
+            if name != CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+                rendered.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        res = rendered;
+    }
+    if matches!(family, Family::OAuth | Family::Admin) {
+        let h = res.headers_mut();
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    res
+}
+
+fn is_framework_error(res: &Response) -> bool {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return false;
+    }
+    let ct = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    !ct.contains("json")
+}
+
+/// Counts requests and observes latency per matched route (never the raw path, which would
+/// explode the label set).
+pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    state
+        .metrics
+        .observe_http(&method, &route, res.status().as_u16(), start.elapsed());
+    res
+}
+
+/// Unknown routes: a 404 in the family of the path.
+pub async fn not_found() -> Response {
+    ApiError::NotFound {
+        message: "no such route; see /openapi.yaml for the API".into(),
+    }
+    .into_response()
+}
+
+/// Panics become an opaque 500 whose detail is logged under the error id.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("panic");
+    ApiError::internal(format!("handler panicked: {detail}")).into_response()
+}

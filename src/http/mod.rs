@@ -1,0 +1,150 @@
+//! The HTTP surface: every part's routes merged in one place, wrapped in the request-wide
+//! layers, and served with graceful shutdown.
+//!
+//! Layers, outermost first:
+//! 1. interaction id (so every response, even a 500, carries `x-fapi-interaction-id`);
+//! 2. one tracing span per request (interaction id, method, matched route, status, latency);
+//! 3. metrics per matched route;
+//! 4. error rendering in the path's family, and `Cache-Control: no-store` on `/oauth2`, `/api`;
+//! 5. panic catching (opaque 500 with an error id);
+//! 6. request timeout (408), body limit (413).
+
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{Method, StatusCode};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::field::Empty;
+
+use crate::state::AppState;
+use middleware::InteractionId;
+pub use routes::Routes;
+
+/// Builds the complete router and the list of routes it serves.
+pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
+    let routes = Routes::new()
+        .merge(crate::health::routes())
+        .merge(crate::metrics::routes())
+        .merge(crate::docs::routes())
+        .merge(crate::admin::routes(state.clone()))
+        .merge(crate::audit::routes::routes(state.clone()));
+    let (router, list) = routes.into_parts();
+
+    let http = &state.config.http;
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_else(|| "unmatched".into());
+            let id = req
+                .extensions()
+                .get::<InteractionId>()
+                .map(|i| i.0.clone())
+                .unwrap_or_default();
+            tracing::info_span!(
+                "request",
+                interaction_id = %id,
+                method = %req.method(),
+                route = %route,
+                status = Empty,
+                latency_ms = Empty,
+            )
+        })
+        .on_request(())
+        .on_response(
+            |res: &axum::response::Response, latency: Duration, span: &tracing::Span| {
+                span.record("status", res.status().as_u16());
+                span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+                tracing::info!("served");
+            },
+        )
+        .on_failure(());
+
+    // `Router::layer` wraps what is already there, so the innermost layer comes first.
+    let router = router
+        .fallback(middleware::not_found)
+        .layer(DefaultBodyLimit::max(http.body_limit))
+        .layer(RequestBodyLimitLayer::new(http.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            http.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::render_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::record_metrics,
+        ))
+        .layer(trace)
+        .layer(axum::middleware::from_fn(middleware::interaction_id))
+        .with_state(state);
+    (router, list)
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested, finishing in-flight requests");
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish for at most `grace` before returning.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let notify = started.clone();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        notify.notify_one();
+    });
+    let deadline = async move {
+        started.notified().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r,
+        () = deadline => {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "shutdown grace expired, closing remaining connections");
+            Ok(())
+        }
+    }
+}

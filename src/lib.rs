@@ -1,0 +1,131 @@
+//! obgate: an Open Banking consent and OAuth2 gateway with KYC gating.
+//!
+//! A bank puts obgate in front of its account-data API. Third-party providers get OAuth2 tokens
+//! from it, customers approve consents through it, and every TPP request is checked (token,
+//! consent, KYC) before it is proxied to the bank.
+//!
+//! # Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`config`] | the one [`config::Config`], from TOML + `OBGATE_*` env, validated at start |
+//! | [`store`] | the storage trait and its SQLite and PostgreSQL implementations |
+//! | [`error`] | the one error type, rendered per API family (OAuth, Open Banking, admin) |
+//! | [`http`] | route assembly, request-wide layers, graceful serving |
+//! | [`admin`] | admin API keys and the check in front of `/api/v0/*` |
+//! | [`audit`] | the append-only, hash-chained audit log |
+//! | [`health`], [`metrics`], [`docs`], [`telemetry`] | probes, Prometheus, the OpenAPI contract, logging |
+//! | [`cli`] | the `obgate` command line (`main.rs` only calls it) |
+//!
+//! # Request flow
+//!
+//! ```text
+//! request ─ interaction id ─ trace span ─ metrics ─ error rendering ─ panic guard
+//!         ─ timeout ─ body limit ─ route (admin key check on /api/v0) ─ handler ─ store
+//! ```
+//!
+//! # Embedding
+//!
+//! [`App::build`] turns a [`config::Config`] into a ready router; [`App::serve`] runs it on any
+//! listener until a shutdown future completes, which is how the tests start the real app on
+//! `127.0.0.1:0`.
+
+pub mod admin;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod docs;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::Method;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::store::StoreError;
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A built application: state, router and the list of routes it serves.
+pub struct App {
+    state: AppState,
+    router: Router,
+    routes: Vec<(Method, String)>,
+}
+
+impl App {
+    /// Opens storage (migrating it when `database.migrate_on_start`) and builds the router.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`App::build`], with an injected clock (tests move time without sleeping).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let store = store::connect(&config).await?;
+        if config.migrate_on_start {
+            store.migrate().await?;
+        }
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            clock,
+            metrics: Arc::new(Metrics::new()),
+        };
+        let (router, routes) = http::router(state.clone());
+        Ok(Self {
+            state,
+            router,
+            routes,
+        })
+    }
+
+    /// Shared state (store, clock, config).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Every (method, path template) the router serves, as registered.
+    pub fn routes(&self) -> &[(Method, String)] {
+        &self.routes
+    }
+
+    /// The router, for embedding in another axum or tower service.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests for at most
+    /// `http.shutdown_grace` and closes the database pool.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = self.state.config.http.shutdown_grace;
+        let result = http::serve(listener, self.router, shutdown, grace).await;
+        self.state.store.close().await;
+        result
+    }
+}

@@ -1,0 +1,165 @@
+//! The storage interface every part calls, and its two implementations.
+//!
+//! Parts never touch tables directly: they call [`Store`] methods. [`sqlite::SqliteStore`]
+//! (embedded default) and [`postgres::PostgresStore`] (production, several nodes) implement it
+//! with one shared body of SQL (see [`shared`]); each backend file holds only what differs:
+//! connecting, migrations, and how a write transaction starts.
+//!
+//! State changes that must be audited take the [`AuditEvent`] as an argument and write it in
+//! the same transaction, so an action and its audit row are committed together or not at all.
+
+#[macro_use]
+mod shared;
+pub mod postgres;
+pub mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::audit::{AuditEvent, AuditFilter, AuditHead, AuditRecord};
+use crate::clock::Timestamp;
+use crate::config::{Backend, Config};
+
+/// What storage can fail with, classified so callers map it to the right HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken; the string names the constraint or index.
+    #[error("conflict on {0}")]
+    Conflict(String),
+    /// The database could not be reached or no connection was free in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Anything else: a bug or a broken database.
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                StoreError::Unavailable(e)
+            }
+            _ => StoreError::Other(e),
+        }
+    }
+}
+
+/// Which migrations the database has, against those this binary carries.
+#[derive(Clone, Debug, Serialize)]
+pub struct MigrationState {
+    /// Migrations this binary expects.
+    pub expected: usize,
+    /// Of those, how many the database has applied successfully.
+    pub applied: usize,
+    /// Descriptions of the ones still pending, oldest first.
+    pub pending: Vec<String>,
+}
+
+impl MigrationState {
+    /// True when every migration this binary knows is applied.
+    pub fn is_current(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// A bank-facing API key as stored (never the key itself, only its hash).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct AdminKey {
+    /// Stable id (`ak_…`), used to revoke.
+    pub id: String,
+    /// Who or what the key is for (`ops`, `onboarding-service`).
+    pub name: String,
+    /// First characters of the key, so an operator can tell keys apart.
+    pub prefix: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Last successful use, updated at most once a minute.
+    pub last_used_at: Option<Timestamp>,
+    /// When it was revoked; a revoked key is refused at once.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A key about to be stored.
+#[derive(Clone, Debug)]
+pub struct NewAdminKey {
+    /// `ak_…` id.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// Display prefix.
+    pub prefix: String,
+    /// Hex SHA-256 of the full key.
+    pub key_hash: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// The storage interface. Every method is instrumented and never logs values it is given.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+    /// Applies pending migrations (safe to run concurrently from several nodes).
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Applied versus expected migrations, for `/readyz`.
+    async fn migration_state(&self) -> Result<MigrationState, StoreError>;
+    /// A round trip to the database.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the pool, waiting for connections to be returned.
+    async fn close(&self);
+
+    /// Stores a new admin key and its audit row in one transaction.
+    async fn insert_admin_key(
+        &self,
+        key: &NewAdminKey,
+        audit: &AuditEvent,
+    ) -> Result<AdminKey, StoreError>;
+    /// All keys, newest first, revoked ones included.
+    async fn list_admin_keys(&self) -> Result<Vec<AdminKey>, StoreError>;
+    /// The key with this hash, revoked or not.
+    async fn find_admin_key_by_hash(&self, key_hash: &str)
+        -> Result<Option<AdminKey>, StoreError>;
+    /// Records a use of the key (callers throttle this).
+    async fn touch_admin_key(&self, id: &str, at: Timestamp) -> Result<(), StoreError>;
+    /// Revokes a key and writes the audit row in one transaction. `None` when no such key;
+    /// an already revoked key is returned unchanged and not audited again.
+    async fn revoke_admin_key(
+        &self,
+        id: &str,
+        at: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<Option<AdminKey>, StoreError>;
+
+    /// Appends one audit row to the hash chain.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError>;
+    /// Audit rows matching the filter, newest first, at most `filter.limit`.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Audit rows in chain order with `seq > after_seq`, for verification.
+    async fn audit_chain_page(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The chain head as recorded beside the table (last seq and hash).
+    async fn audit_head(&self) -> Result<AuditHead, StoreError>;
+}
+
+/// Opens the configured backend. Connecting is lazy: the first query opens connections.
+pub async fn connect(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let url = config.database_url.expose();
+    let max = config.database_max_connections;
+    Ok(match config.database_url.backend() {
+        Backend::Sqlite => Arc::new(sqlite::SqliteStore::connect(url, max).await?),
+        Backend::Postgres => Arc::new(postgres::PostgresStore::connect(url, max)?),
+    })
+}

@@ -1,0 +1,286 @@
+//! The SQL both backends accept, written once.
+//!
+//! `shared_store_impl!(Type, Database)` expands to the whole `impl Store for Type`. The backend
+//! type provides only what differs between dialects, as inherent methods:
+//! `pool()`, `begin_write()` (SQLite takes the write lock up front; PostgreSQL uses row locks),
+//! `migrator()`, `close_pool()` and `BACKEND`. Placeholders are `$1…`, which both accept.
+
+/// Columns of `admin_keys` as returned to callers.
+pub(crate) const ADMIN_KEY_COLUMNS: &str =
+    "id, name, prefix, created_at, last_used_at, revoked_at";
+
+/// Columns of `audit` in struct order.
+pub(crate) const AUDIT_COLUMNS: &str = "seq, id, occurred_at, actor_type, actor_id, action, \
+     resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash";
+
+macro_rules! shared_store_impl {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Appends to the audit chain inside the caller's transaction.
+            ///
+            /// The first statement bumps the single `audit_head` row, which serialises
+            /// appenders (a row lock on PostgreSQL, the write lock on SQLite) so the chain
+            /// never forks, even across nodes.
+            async fn append_audit_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                event: &$crate::audit::AuditEvent,
+            ) -> Result<$crate::audit::AuditRecord, $crate::store::StoreError> {
+                let head: $crate::audit::AuditHead = sqlx::query_as(
+                    "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, last_hash",
+                )
+                .fetch_one(&mut **tx)
+                .await?;
+                let record = $crate::audit::chain::seal(head.seq, &head.last_hash, event);
+                sqlx::query(
+                    "INSERT INTO audit (seq, id, occurred_at, actor_type, actor_id, action, \
+                     resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(record.seq)
+                .bind(&record.id)
+                .bind(record.occurred_at)
+                .bind(&record.actor_type)
+                .bind(&record.actor_id)
+                .bind(&record.action)
+                .bind(&record.resource_type)
+                .bind(&record.resource_id)
+                .bind(&record.outcome)
+                .bind(&record.reason)
+                .bind(&record.interaction_id)
+                .bind(&record.prev_hash)
+                .bind(&record.hash)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE id = 1")
+                    .bind(&record.hash)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(record)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> $crate::config::Backend {
+                Self::BACKEND
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
+                Self::migrator().run(self.pool()).await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn migration_state(
+                &self,
+            ) -> Result<$crate::store::MigrationState, $crate::store::StoreError> {
+                let expected: Vec<_> = Self::migrator()
+                    .iter()
+                    .filter(|m| !m.migration_type.is_down_migration())
+                    .collect();
+                let exists: Option<(String,)> = sqlx::query_as(Self::MIGRATIONS_TABLE_EXISTS)
+                    .fetch_optional(self.pool())
+                    .await?;
+                let applied: Vec<i64> = if exists.is_some() {
+                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                        .fetch_all(self.pool())
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                let pending: Vec<String> = expected
+                    .iter()
+                    .filter(|m| !applied.contains(&m.version))
+                    .map(|m| format!("{} {}", m.version, m.description))
+                    .collect();
+                Ok($crate::store::MigrationState {
+                    expected: expected.len(),
+                    applied: expected.len() - pending.len(),
+                    pending,
+                })
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(self.pool()).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool().close().await;
+            }
+
+            #[tracing::instrument(skip_all, fields(admin_key.id = %key.id))]
+            async fn insert_admin_key(
+                &self,
+                key: &$crate::store::NewAdminKey,
+                audit: &$crate::audit::AuditEvent,
+            ) -> Result<$crate::store::AdminKey, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let row: $crate::store::AdminKey = sqlx::query_as(&format!(
+                    "INSERT INTO admin_keys (id, name, prefix, key_hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING {}",
+                    $crate::store::shared::ADMIN_KEY_COLUMNS
+                ))
+                .bind(&key.id)
+                .bind(&key.name)
+                .bind(&key.prefix)
+                .bind(&key.key_hash)
+                .bind(key.created_at)
+                .fetch_one(&mut *tx)
+                .await?;
+                Self::append_audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn list_admin_keys(
+                &self,
+            ) -> Result<Vec<$crate::store::AdminKey>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM admin_keys ORDER BY created_at DESC, id DESC",
+                    $crate::store::shared::ADMIN_KEY_COLUMNS
+                ))
+                .fetch_all(self.pool())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn find_admin_key_by_hash(
+                &self,
+                key_hash: &str,
+            ) -> Result<Option<$crate::store::AdminKey>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM admin_keys WHERE key_hash = $1",
+                    $crate::store::shared::ADMIN_KEY_COLUMNS
+                ))
+                .bind(key_hash)
+                .fetch_optional(self.pool())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all, fields(admin_key.id = %id))]
+            async fn touch_admin_key(
+                &self,
+                id: &str,
+                at: $crate::clock::Timestamp,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE admin_keys SET last_used_at = $1 WHERE id = $2")
+                    .bind(at)
+                    .bind(id)
+                    .execute(self.pool())
+                    .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all, fields(admin_key.id = %id))]
+            async fn revoke_admin_key(
+                &self,
+                id: &str,
+                at: $crate::clock::Timestamp,
+                audit: &$crate::audit::AuditEvent,
+            ) -> Result<Option<$crate::store::AdminKey>, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let revoked: Option<$crate::store::AdminKey> = sqlx::query_as(&format!(
+                    "UPDATE admin_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+                     RETURNING {}",
+                    $crate::store::shared::ADMIN_KEY_COLUMNS
+                ))
+                .bind(at)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(revoked) = revoked else {
+                    tx.rollback().await?;
+                    return Ok(sqlx::query_as(&format!(
+                        "SELECT {} FROM admin_keys WHERE id = $1",
+                        $crate::store::shared::ADMIN_KEY_COLUMNS
+                    ))
+                    .bind(id)
+                    .fetch_optional(self.pool())
+                    .await?);
+                };
+                Self::append_audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(Some(revoked))
+            }
+
+            #[tracing::instrument(skip_all, fields(action = event.action))]
+            async fn append_audit(
+                &self,
+                event: &$crate::audit::AuditEvent,
+            ) -> Result<$crate::audit::AuditRecord, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let record = Self::append_audit_in(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn list_audit(
+                &self,
+                f: &$crate::audit::AuditFilter,
+            ) -> Result<Vec<$crate::audit::AuditRecord>, $crate::store::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM audit WHERE 1 = 1",
+                    $crate::store::shared::AUDIT_COLUMNS
+                ));
+                let text_filters = [
+                    ("actor_type", &f.actor_type),
+                    ("actor_id", &f.actor_id),
+                    ("action", &f.action),
+                    ("resource_type", &f.resource_type),
+                    ("resource_id", &f.resource_id),
+                    ("outcome", &f.outcome),
+                    ("interaction_id", &f.interaction_id),
+                ];
+                for (column, value) in text_filters {
+                    if let Some(v) = value {
+                        q.push(format!(" AND {column} = ")).push_bind(v.clone());
+                    }
+                }
+                if let Some(t) = f.since {
+                    q.push(" AND occurred_at >= ").push_bind(t);
+                }
+                if let Some(t) = f.until {
+                    q.push(" AND occurred_at < ").push_bind(t);
+                }
+                if let Some(s) = f.before_seq {
+                    q.push(" AND seq < ").push_bind(s);
+                }
+                q.push(" ORDER BY seq DESC LIMIT ")
+                    .push_bind(i64::from(f.limit));
+                Ok(q.build_query_as().fetch_all(self.pool()).await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn audit_chain_page(
+                &self,
+                after_seq: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::audit::AuditRecord>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    $crate::store::shared::AUDIT_COLUMNS
+                ))
+                .bind(after_seq)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn audit_head(
+                &self,
+            ) -> Result<$crate::audit::AuditHead, $crate::store::StoreError> {
+                Ok(
+                    sqlx::query_as("SELECT seq, last_hash FROM audit_head WHERE id = 1")
+                        .fetch_one(self.pool())
+                        .await?,
+                )
+            }
+        }
+    };
+}

@@ -1,0 +1,61 @@
+//! SQLite: the embedded single-node default.
+//!
+//! WAL mode (readers never block the writer), foreign keys on, a busy timeout so concurrent
+//! writers wait instead of failing, and write transactions opened with `BEGIN IMMEDIATE` so a
+//! transaction that reads before it writes cannot fail on lock upgrade.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::StoreError;
+use crate::config::Backend;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite implementation of [`super::Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    const BACKEND: Backend = Backend::Sqlite;
+    const MIGRATIONS_TABLE_EXISTS: &'static str =
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+
+    /// Opens (creating when missing) the database file named by a `sqlite:` URL.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Other)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(Self { pool })
+    }
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+shared_store_impl!(SqliteStore, Sqlite);
