@@ -277,7 +277,9 @@ async fn serve(config: Config) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Runtime(format!("cannot open the database {backend}: {e}")))?;
     if mode == Mode::Sandbox {
-        if let Some(created) = admin::ensure_demo_key(app.state().store.as_ref(), clock.as_ref()).await? {
+        if let Some(created) =
+            admin::ensure_demo_key(app.state().store.as_ref(), clock.as_ref()).await?
+        {
             eprintln!(
                 "\n  obgate sandbox: created the demo admin key (shown once; `obgate admin-key create` makes more):\n\n    {}\n\n  Use it as `Authorization: Bearer <key>` on /api/v0/*.\n",
                 created.secret.expose_secret()

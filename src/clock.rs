@@ -141,13 +141,13 @@ mod tests {
     fn rfc3339_round_trips_at_millisecond_precision() {
         let t = Timestamp::from_millis(1_795_000_000_123);
         let s = t.to_rfc3339();
-        assert_eq!(s, "2026-11-18T08:26:40.123Z");
+        assert_eq!(s, "2026-11-18T11:06:40.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&s), Some(t));
     }
 
     #[test]
     fn parse_normalises_offsets_to_utc() {
-        let t = Timestamp::parse_rfc3339("2026-11-18T10:26:40.123+02:00");
+        let t = Timestamp::parse_rfc3339("2026-11-18T13:06:40.123+02:00");
         assert_eq!(t, Some(Timestamp::from_millis(1_795_000_000_123)));
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
     }

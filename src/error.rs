@@ -273,8 +273,10 @@ impl ApiError {
             None => status.into_response(),
         };
         if let ApiError::Unauthorized { challenge, .. } = self {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         res
     }
@@ -403,7 +405,10 @@ fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_owned()
     } else {
-        s.chars().take(max - 1).chain(std::iter::once('…')).collect()
+        s.chars()
+            .take(max - 1)
+            .chain(std::iter::once('…'))
+            .collect()
     }
 }
 
@@ -442,7 +447,10 @@ mod tests {
         assert_eq!(Family::of("/oauth2/token"), Family::OAuth);
         assert_eq!(Family::of("/oauth2"), Family::OAuth);
         assert_eq!(Family::of("/oauth2x"), Family::Problem);
-        assert_eq!(Family::of("/open-banking/v3.1/aisp/accounts"), Family::OpenBanking);
+        assert_eq!(
+            Family::of("/open-banking/v3.1/aisp/accounts"),
+            Family::OpenBanking
+        );
         assert_eq!(Family::of("/api/v0/audit"), Family::Admin);
         assert_eq!(Family::of("/apiary"), Family::Problem);
         assert_eq!(Family::of("/healthz"), Family::Problem);
@@ -452,7 +460,10 @@ mod tests {
     fn validation_lists_every_field_in_bond_shape() {
         let e = ApiError::Validation {
             code: "kyc_post_schema",
-            fields: vec![FieldError::missing("ssn"), FieldError::invalid("ip", "not an IP address")],
+            fields: vec![
+                FieldError::missing("ssn"),
+                FieldError::invalid("ip", "not an IP address"),
+            ],
         };
         assert_eq!(
             e.admin_body(),

@@ -48,7 +48,11 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 /// Middleware: requires a valid, unrevoked admin key. Refused presented keys are audited.
-pub async fn require_admin(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let interaction = req.extensions().get::<InteractionId>().map(|i| i.0.clone());
     let Some(token) = bearer(&req) else {
         return ApiError::Unauthorized {
@@ -57,14 +61,20 @@ pub async fn require_admin(State(state): State<AppState>, mut req: Request, next
         }
         .into_response();
     };
-    let found = match state.store.find_admin_key_by_hash(&super::hash_key(token)).await {
+    let found = match state
+        .store
+        .find_admin_key_by_hash(&super::hash_key(token))
+        .await
+    {
         Ok(found) => found,
         Err(e) => return ApiError::from(e).into_response(),
     };
     let now = state.clock.now();
     let refusal = match &found {
         None => Some(("unknown_key", "-".to_owned(), ActorType::Anonymous)),
-        Some(k) if k.revoked_at.is_some() => Some(("revoked_key", k.id.clone(), ActorType::AdminKey)),
+        Some(k) if k.revoked_at.is_some() => {
+            Some(("revoked_key", k.id.clone(), ActorType::AdminKey))
+        }
         Some(_) => None,
     };
     if let Some((reason, actor_id, actor_type)) = refusal {
@@ -83,9 +93,7 @@ pub async fn require_admin(State(state): State<AppState>, mut req: Request, next
     let Some(key) = found else {
         return ApiError::internal("admin key vanished").into_response();
     };
-    let stale = key
-        .last_used_at
-        .is_none_or(|t| t.plus(TOUCH_EVERY) <= now);
+    let stale = key.last_used_at.is_none_or(|t| t.plus(TOUCH_EVERY) <= now);
     if stale {
         if let Err(e) = state.store.touch_admin_key(&key.id, now).await {
             tracing::warn!(error = %e, "could not record admin key use");

@@ -68,7 +68,9 @@ pub struct Verified {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Broken {
     /// A row is missing: the sequence jumps.
-    #[error("row seq {expected} is missing (the next row present is seq {found}): rows were deleted")]
+    #[error(
+        "row seq {expected} is missing (the next row present is seq {found}): rows were deleted"
+    )]
     Gap {
         /// The seq that should come next.
         expected: i64,
@@ -168,14 +170,23 @@ mod tests {
     use crate::clock::Timestamp;
 
     fn event() -> AuditEvent {
-        AuditEvent::new(Timestamp::from_millis(1), ActorType::Cli, "root", "admin_key.create")
-            .on("admin_key", "ak_1")
+        AuditEvent::new(
+            Timestamp::from_millis(1),
+            ActorType::Cli,
+            "root",
+            "admin_key.create",
+        )
+        .on("admin_key", "ak_1")
     }
 
     #[test]
     fn sealing_links_rows_and_any_field_change_breaks_the_hash() {
         let first = seal(1, GENESIS_HASH, &event());
-        let second = seal(2, &first.hash, &event().outcome(Outcome::Denied, "revoked_key"));
+        let second = seal(
+            2,
+            &first.hash,
+            &event().outcome(Outcome::Denied, "revoked_key"),
+        );
         assert_eq!(second.prev_hash, first.hash);
         assert_eq!(hash_of(&second), second.hash);
         let mut tampered = second.clone();

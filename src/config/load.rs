@@ -10,7 +10,7 @@ use base64::Engine;
 use url::Url;
 
 use super::keys::{KeySpec, KEYS};
-use super::{Backend, Config, DatabaseUrl, HttpConfig, LogFormat, Mode, PiiKey};
+use super::{Config, DatabaseUrl, HttpConfig, LogFormat, Mode, PiiKey};
 
 /// Where a configuration value came from; error messages and `obgate config` name it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,7 +254,11 @@ pub(super) fn load(
             "https" => {}
             "http" if !production => {}
             "http" => return Err("must be https in production mode".into()),
-            s => return Err(format!("unsupported scheme \"{s}\", expected https: or http:")),
+            s => {
+                return Err(format!(
+                    "unsupported scheme \"{s}\", expected https: or http:"
+                ))
+            }
         }
         if u.query().is_some() || u.fragment().is_some() {
             return Err("must not have a query or fragment".into());
@@ -272,12 +276,11 @@ pub(super) fn load(
         ));
     }
     let database_url = layers.parse("database.url", DatabaseUrl::parse);
-    let database_max_connections = layers.parse("database.max_connections", |v| {
-        match v.parse::<u32>() {
+    let database_max_connections =
+        layers.parse("database.max_connections", |v| match v.parse::<u32>() {
             Ok(n) if (1..=1000).contains(&n) => Ok(n),
             _ => Err(format!("\"{v}\" is not a number from 1 to 1000")),
-        }
-    });
+        });
     let migrate_on_start = layers.parse("database.migrate_on_start", parse_bool);
     let log_format = layers.parse("log.format", |v| match v {
         "auto" => Ok(LogFormat::Auto),
@@ -355,8 +358,7 @@ pub(super) fn load(
             } else {
                 raw.value.clone()
             };
-            let literal = if shown.parse::<i64>().is_ok() || shown == "true" || shown == "false"
-            {
+            let literal = if shown.parse::<i64>().is_ok() || shown == "true" || shown == "false" {
                 shown
             } else {
                 format!("{shown:?}")
@@ -424,7 +426,6 @@ pub(super) fn load(
         },
         _ => return Err(ConfigError(layers.errors)),
     };
-    let _ = Backend::Sqlite;
     Ok(config)
 }
 
@@ -456,6 +457,7 @@ fn parse_duration(v: &str, min: Duration, max: Duration) -> Result<Duration, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Backend;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -517,16 +519,22 @@ mod tests {
     }
 
     #[test]
-    fn env_wins_over_file_and_file_errors_name_the_file() -> Result<(), Box<dyn std::error::Error>> {
+    fn env_wins_over_file_and_file_errors_name_the_file() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("obgate.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[http]\nbody_limit = \"2KiB\"\n")?;
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[http]\nbody_limit = \"2KiB\"\n",
+        )?;
         let c = Config::load(Some(&path), env(&[("OBGATE_LISTEN", "127.0.0.1:9100")]))?;
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.http.body_limit, 2048);
 
         std::fs::write(&path, "[http]\nrequest_timeout = \"soon\"\nbody_limt = 5\n")?;
-        let err = Config::load(Some(&path), env(&[])).err().ok_or("expected an error")?;
+        let err = Config::load(Some(&path), env(&[]))
+            .err()
+            .ok_or("expected an error")?;
         let shown = path.display().to_string();
         assert_eq!(
             err.0,
@@ -544,14 +552,20 @@ mod tests {
         let c = Config::load(
             None,
             env(&[
-                ("OBGATE_DATABASE_URL", "postgres://app:hunter2@db:5432/obgate"),
+                (
+                    "OBGATE_DATABASE_URL",
+                    "postgres://app:hunter2@db:5432/obgate",
+                ),
                 ("OBGATE_PII_KEY", &key),
             ]),
         )?;
         let shown = c.render_masked();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains(&key), "{shown}");
-        assert!(shown.contains("postgres://app:***@db:5432/obgate"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db:5432/obgate"),
+            "{shown}"
+        );
         assert!(format!("{c:?}").contains("[REDACTED]"));
         assert!(!format!("{c:?}").contains("hunter2"));
         Ok(())

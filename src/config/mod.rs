@@ -71,7 +71,11 @@ impl DatabaseUrl {
         let backend = match scheme {
             "sqlite" => Backend::Sqlite,
             "postgres" | "postgresql" => Backend::Postgres,
-            "" => return Err(format!("\"{raw}\" has no scheme, expected sqlite: or postgres:")),
+            "" => {
+                return Err(format!(
+                    "\"{raw}\" has no scheme, expected sqlite: or postgres:"
+                ))
+            }
             other => {
                 return Err(format!(
                     "unsupported scheme \"{other}\", expected sqlite: or postgres:"
@@ -152,7 +156,11 @@ impl Clone for PiiKey {
 
 impl fmt::Debug for PiiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_dev { "[sandbox dev key]" } else { "[REDACTED]" })
+        f.write_str(if self.is_dev {
+            "[sandbox dev key]"
+        } else {
+            "[REDACTED]"
+        })
     }
 }
 

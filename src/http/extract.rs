@@ -20,7 +20,8 @@ fn is_json(content_type: &str) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<S, T> FromRequest<S> for AppJson<T>
@@ -100,7 +101,13 @@ fn field_error(path: &str, msg: &str) -> FieldError {
         return FieldError::missing(join(path, &name));
     }
     if let Some(name) = backticked(msg, "unknown field `") {
-        return FieldError::invalid(join(path, &name), "Unknown field.");
+        // The path already ends at the unknown field.
+        let field = if path.is_empty() || path == "." {
+            name
+        } else {
+            path.to_owned()
+        };
+        return FieldError::invalid(field, "Unknown field.");
     }
     let field = if path.is_empty() || path == "." {
         "body".to_owned()
@@ -164,22 +171,35 @@ mod tests {
 
     #[test]
     fn shape_errors_name_the_field() {
-        assert_eq!(fields(r#"{"inner": {"count": 1}}"#), vec![FieldError::missing("name")]);
+        assert_eq!(
+            fields(r#"{"inner": {"count": 1}}"#),
+            vec![FieldError::missing("name")]
+        );
         assert_eq!(
             fields(r#"{"name": "a", "inner": {}}"#),
             vec![FieldError::missing("inner.count")]
         );
         let f = fields(r#"{"name": "a", "inner": {"count": -1}}"#);
         assert_eq!(f[0].field, "inner.count");
-        assert!(f[0].message.starts_with("invalid value: integer `-1`"), "{}", f[0].message);
-        assert_eq!(fields(r#"{"name": "a", "inner": {"count": 1}, "x": 1}"#)[0].field, "x");
+        assert!(
+            f[0].message.starts_with("invalid value: integer `-1`"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(
+            fields(r#"{"name": "a", "inner": {"count": 1}, "x": 1}"#)[0].field,
+            "x"
+        );
     }
 
     #[test]
     fn syntax_errors_are_bad_requests() {
         assert!(matches!(
             parse_json::<Body>(b"{\"name\": "),
-            Err(ApiError::BadRequest { code: "invalid_json", .. })
+            Err(ApiError::BadRequest {
+                code: "invalid_json",
+                ..
+            })
         ));
         assert!(is_json("application/json; charset=utf-8"));
         assert!(is_json("application/merge-patch+json"));

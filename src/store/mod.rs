@@ -127,8 +127,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// All keys, newest first, revoked ones included.
     async fn list_admin_keys(&self) -> Result<Vec<AdminKey>, StoreError>;
     /// The key with this hash, revoked or not.
-    async fn find_admin_key_by_hash(&self, key_hash: &str)
-        -> Result<Option<AdminKey>, StoreError>;
+    async fn find_admin_key_by_hash(&self, key_hash: &str) -> Result<Option<AdminKey>, StoreError>;
     /// Records a use of the key (callers throttle this).
     async fn touch_admin_key(&self, id: &str, at: Timestamp) -> Result<(), StoreError>;
     /// Revokes a key and writes the audit row in one transaction. `None` when no such key;

@@ -6,8 +6,7 @@
 //! `migrator()`, `close_pool()` and `BACKEND`. Placeholders are `$1…`, which both accept.
 
 /// Columns of `admin_keys` as returned to callers.
-pub(crate) const ADMIN_KEY_COLUMNS: &str =
-    "id, name, prefix, created_at, last_used_at, revoked_at";
+pub(crate) const ADMIN_KEY_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at";
 
 /// Columns of `audit` in struct order.
 pub(crate) const AUDIT_COLUMNS: &str = "seq, id, occurred_at, actor_type, actor_id, action, \

@@ -1,1 +1,14 @@
-//! api tests
+//! The integration suite: the real app over real HTTP, on SQLite by default and on PostgreSQL
+//! when `OBGATE_TEST_POSTGRES_URL` is set. One binary, a module per part.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod admin;
+mod audit;
+mod cli;
+mod contract;
+mod errors;
+mod health;
+mod helpers;
+mod http;
+mod spec;
+mod store;

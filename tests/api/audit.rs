@@ -1,0 +1,212 @@
+//! The audit log: listing with filters and cursors, append-only storage, and the hash chain
+//! that `obgate audit verify` checks.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use obgate::audit::chain::{self, Broken, VerifyError};
+use obgate::audit::{ActorType, AuditEvent, Outcome};
+use obgate::clock::Timestamp;
+use obgate::store::Store;
+
+use crate::helpers::{spawn, TestApp};
+
+async fn seed(app: &TestApp, n: i64, start: Timestamp) {
+    for i in 0..n {
+        let at = Timestamp::from_millis(start.millis() + i * 1000);
+        let mut e = AuditEvent::new(
+            at,
+            ActorType::System,
+            format!("actor-{}", i % 2),
+            if i % 3 == 0 {
+                "demo.denied"
+            } else {
+                "demo.allowed"
+            },
+        )
+        .on("demo", format!("res-{i}"));
+        if i % 3 == 0 {
+            e = e.outcome(Outcome::Denied, "demo_reason");
+        }
+        app.store.append_audit(&e).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn listing_pages_newest_first_with_stable_cursors_and_filters() {
+    let app = spawn().await;
+    let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    seed(&app, 7, start).await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/api/v0/audit?resource_type=demo&limit=3&cursor={c}"),
+            None => "/api/v0/audit?resource_type=demo&limit=3".to_owned(),
+        };
+        let page = app.admin_get(&q).await.json();
+        let rows = page["data"].as_array().unwrap();
+        assert!(rows.len() <= 3);
+        seen.extend(rows.iter().map(|r| r["seq"].as_i64().unwrap()));
+        // A row appended meanwhile does not disturb the pages being walked.
+        if cursor.is_none() {
+            seed(&app, 1, Timestamp::from_millis(start.millis() + 100_000)).await;
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seen:?}"
+    );
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 7);
+
+    let denied = app.audit("resource_type=demo&outcome=denied").await;
+    assert_eq!(denied.len(), 3 + 1, "i = 0, 3, 6 and the extra row");
+    assert!(denied.iter().all(|r| r["reason"] == "demo_reason"));
+    let window = app
+        .audit("resource_type=demo&since=2026-01-01T00:00:02Z&until=2026-01-01T00:00:04Z")
+        .await;
+    let ids: Vec<&str> = window
+        .iter()
+        .map(|r| r["resource_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["res-3", "res-2"]);
+    assert_eq!(
+        app.audit("actor_id=actor-1&action=demo.allowed")
+            .await
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_each_named() {
+    let app = spawn().await;
+    let r = app
+        .admin_get("/api/v0/audit?limit=0&since=yesterday&cursor=zzz&outcome=maybe")
+        .await;
+    assert_eq!(r.status, 400);
+    let m = &r.json()["Message"];
+    for field in ["limit", "since", "cursor", "outcome"] {
+        assert!(m[field].is_array(), "{field} not reported: {m}");
+    }
+    assert_eq!(r.json()["Code"], "invalid_query");
+    let r = app.admin_get("/api/v0/audit?actr=x").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["Message"]["actr"][0], "Unknown field.");
+}
+
+#[tokio::test]
+async fn the_database_refuses_edits_and_deletions_of_audit_rows() {
+    let app = spawn().await;
+    seed(&app, 2, Timestamp::from_millis(0)).await;
+    let err = app
+        .db
+        .try_exec("UPDATE audit SET outcome = 'success' WHERE seq = 1")
+        .await
+        .unwrap_err();
+    assert!(err.contains("append-only"), "{err}");
+    let err = app
+        .db
+        .try_exec("DELETE FROM audit WHERE seq = 2")
+        .await
+        .unwrap_err();
+    assert!(err.contains("append-only"), "{err}");
+    assert_eq!(chain::verify(app.store.as_ref()).await.unwrap().rows, 3);
+}
+
+/// What someone with direct database access would do first.
+async fn drop_guards(app: &TestApp) {
+    if app.db.is_postgres() {
+        app.db
+            .exec("DROP TRIGGER audit_no_update_delete ON audit")
+            .await;
+    } else {
+        app.db
+            .exec("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn verify_detects_an_altered_row() {
+    let app = spawn().await;
+    seed(&app, 5, Timestamp::from_millis(0)).await;
+    let ok = chain::verify(app.store.as_ref()).await.unwrap();
+    assert_eq!(ok.rows, 6, "five seeded plus the test key's creation");
+    drop_guards(&app).await;
+    app.db
+        .exec("UPDATE audit SET outcome = 'success', reason = NULL WHERE seq = 5")
+        .await;
+    assert!(matches!(
+        chain::verify(app.store.as_ref()).await,
+        Err(VerifyError::Broken(Broken::Altered { seq: 5 }))
+    ));
+}
+
+#[tokio::test]
+async fn verify_detects_deleted_rows_in_the_middle_and_at_the_end() {
+    let app = spawn().await;
+    seed(&app, 5, Timestamp::from_millis(0)).await;
+    drop_guards(&app).await;
+    app.db.exec("DELETE FROM audit WHERE seq = 6").await;
+    assert!(matches!(
+        chain::verify(app.store.as_ref()).await,
+        Err(VerifyError::Broken(Broken::Head { last: 5, head: 6 }))
+    ));
+    app.db.exec("DELETE FROM audit WHERE seq = 3").await;
+    assert!(matches!(
+        chain::verify(app.store.as_ref()).await,
+        Err(VerifyError::Broken(Broken::Gap {
+            expected: 3,
+            found: 4
+        }))
+    ));
+}
+
+#[tokio::test]
+async fn verify_detects_a_renumbered_chain() {
+    // Deleting a row and renumbering the rest to hide the gap breaks the links instead.
+    let app = spawn().await;
+    seed(&app, 2, Timestamp::from_millis(0)).await;
+    drop_guards(&app).await;
+    app.db.exec("DELETE FROM audit WHERE seq = 2").await;
+    app.db.exec("UPDATE audit SET seq = 2 WHERE seq = 3").await;
+    app.db.exec("UPDATE audit_head SET seq = seq - 1").await;
+    assert!(matches!(
+        chain::verify(app.store.as_ref()).await,
+        Err(VerifyError::Broken(Broken::Link { seq: 2 }))
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_appends_keep_one_unbroken_chain() {
+    let app = spawn().await;
+    let store: Arc<dyn Store> = app.store.clone();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let e = AuditEvent::new(
+                    Timestamp::from_millis(i),
+                    ActorType::System,
+                    "race",
+                    "demo.race",
+                );
+                store.append_audit(&e).await.unwrap().seq
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=41).collect::<Vec<i64>>());
+    assert_eq!(chain::verify(app.store.as_ref()).await.unwrap().rows, 41);
+}

@@ -1,0 +1,275 @@
+//! The `obgate` binary: exit codes, what goes to stdout, and a zero-config start.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{spawn, TestDb};
+
+fn obgate(db: &TestDb) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_obgate"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("USER", "tester")
+        .env("OBGATE_DATABASE_URL", &db.url)
+        .env("OBGATE_LOG_FORMAT", "json");
+    c
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn admin_key_create_prints_only_the_key_and_it_works() {
+    let app = spawn().await;
+    let (code, stdout, stderr) = run(obgate(&app.db).args(["admin-key", "create", "--name", "ci"]));
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout must hold the key alone: {stdout:?}");
+    let key = lines[0];
+    assert!(key.starts_with("obg_") && key.len() == 47, "{key}");
+    assert!(!stderr.contains(key), "the key is printed once, on stdout");
+
+    // The running server accepts it at once (same database).
+    let r = app
+        .send(
+            app.request(reqwest::Method::GET, "/api/v0/audit")
+                .bearer_auth(key),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let row = &app.audit("action=admin_key.create&actor_type=cli").await[0];
+    assert_eq!(row["actor_id"], "tester");
+
+    let (code, stdout, _) = run(obgate(&app.db).args(["admin-key", "list"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("ci") && stdout.contains("active") && !stdout.contains(key),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(obgate(&app.db).args(["admin-key", "list", "--json"]));
+    assert_eq!(code, 0);
+    let keys: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "ci")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (code, stdout, _) = run(obgate(&app.db).args(["admin-key", "revoke", &id]));
+    assert_eq!(
+        (code, stdout.trim()),
+        (0, format!("revoked {id} (ci)").as_str())
+    );
+    let r = app
+        .send(
+            app.request(reqwest::Method::GET, "/api/v0/audit")
+                .bearer_auth(key),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let (code, _, stderr) = run(obgate(&app.db).args(["admin-key", "revoke", "ak_nope"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no admin key with id ak_nope"), "{stderr}");
+    let (code, _, stderr) =
+        run(obgate(&app.db).args(["admin-key", "create", "--name", "bad;name"]));
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_2_naming_every_key() {
+    let db = TestDb::new().await;
+    let (code, stdout, stderr) = run(obgate(&db)
+        .env("OBGATE_DATABASE_URL", "mysql://x")
+        .arg("migrate"));
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains(
+            "OBGATE_DATABASE_URL: unsupported scheme \"mysql\", expected sqlite: or postgres:"
+        ),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run(Command::new(env!("CARGO_BIN_EXE_obgate"))
+        .env_clear()
+        .env("OBGATE_MODE", "production")
+        .arg("serve"));
+    assert_eq!(code, 2);
+    for key in ["OBGATE_PUBLIC_URL", "OBGATE_DATABASE_URL", "OBGATE_PII_KEY"] {
+        assert!(
+            stderr.contains(&format!("{key}: required in production mode")),
+            "{stderr}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("obgate.toml");
+    std::fs::write(&file, "[http]\nbody_limit = \"huge\"\n").unwrap();
+    let (code, _, stderr) = run(obgate(&db).arg("--config").arg(&file).arg("config"));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!(
+            "http.body_limit in {}: \"huge\" is not a size",
+            file.display()
+        )),
+        "{stderr}"
+    );
+
+    let (code, _, _) = run(obgate(&db).arg("no-such-command"));
+    assert_eq!(code, 2);
+    let (code, stdout, _) = run(obgate(&db).arg("--help"));
+    assert_eq!(code, 0);
+    for cmd in ["serve", "migrate", "config", "admin-key", "audit"] {
+        assert!(stdout.contains(cmd), "{stdout}");
+    }
+}
+
+#[tokio::test]
+async fn config_prints_the_effective_values_with_secrets_masked() {
+    let db = TestDb::new().await;
+    let pii = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let (code, stdout, stderr) = run(obgate(&db)
+        .env(
+            "OBGATE_DATABASE_URL",
+            "postgres://app:hunter2@db.internal:5432/obgate",
+        )
+        .env("OBGATE_PII_KEY", pii)
+        .env("OBGATE_LISTEN", "0.0.0.0:9000")
+        .arg("config"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains(pii),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("postgres://app:***@db.internal:5432/obgate"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("listen = \"0.0.0.0:9000\""), "{stdout}");
+    assert!(stdout.contains("# from environment"), "{stdout}");
+    assert!(
+        stdout.contains("public_url = \"http://localhost:9000\""),
+        "{stdout}"
+    );
+    // What it prints is valid TOML.
+    stdout.parse::<toml::Table>().unwrap();
+}
+
+#[tokio::test]
+async fn migrate_then_audit_verify_and_tamper_detection_from_the_cli() {
+    let db = TestDb::new().await;
+    let (code, stdout, stderr) = run(obgate(&db).arg("migrate"));
+    assert_eq!(
+        (code, stdout.trim()),
+        (0, "migrations applied: 1 of 1"),
+        "{stderr}"
+    );
+    run(obgate(&db).args(["admin-key", "create", "--name", "a"]));
+    run(obgate(&db).args(["admin-key", "create", "--name", "b"]));
+    let (code, stdout, _) = run(obgate(&db).args(["audit", "verify"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("audit chain intact: 2 rows, head hash "),
+        "{stdout}"
+    );
+
+    if db.is_postgres() {
+        db.exec("ALTER TABLE audit DISABLE TRIGGER USER; UPDATE audit SET actor_id = 'someone-else' WHERE seq = 1").await;
+    } else {
+        db.exec("DROP TRIGGER audit_no_update; UPDATE audit SET actor_id = 'someone-else' WHERE seq = 1").await;
+    }
+    let (code, _, stderr) = run(obgate(&db).args(["audit", "verify"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("row seq 1 was altered"), "{stderr}");
+}
+
+#[tokio::test]
+async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
+    // Run in an empty directory with no configuration at all, except a free port.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_obgate"))
+        .env_clear()
+        .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .current_dir(dir.path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut key = None;
+    let mut listening = false;
+    while !(listening && key.is_some()) && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if let Some(k) = line.trim().strip_prefix("obg_") {
+                key = Some(format!("obg_{k}"));
+            }
+            listening |= line.contains("obgate listening");
+        }
+    }
+    let key = key.expect("demo key printed at first start");
+    assert!(listening);
+    assert!(
+        dir.path().join("obgate.db").exists(),
+        "SQLite file created in the working directory"
+    );
+
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = client
+        .get(format!("{base}/api/v0/admin-keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}

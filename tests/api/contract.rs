@@ -1,0 +1,110 @@
+//! The contract: the router and `openapi/obgate.yaml` describe the same routes, and the docs
+//! are served from the binary.
+
+use std::collections::BTreeSet;
+
+use crate::helpers::spawn;
+use crate::spec;
+
+fn spec_routes() -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in spec::spec()["paths"].as_object().unwrap() {
+        for method in [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ] {
+            if item.get(method).is_some() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn router_and_spec_list_the_same_routes() {
+    let db = crate::helpers::TestDb::new().await;
+    let app = obgate::App::build(crate::helpers::config(&db, &[]))
+        .await
+        .unwrap();
+    let served: BTreeSet<(String, String)> = app
+        .routes()
+        .iter()
+        // axum spells a catch-all `{*rest}`, OpenAPI `{rest}`.
+        .map(|(m, p)| (m.to_string(), p.replace("{*", "{")))
+        .collect();
+    let documented = spec_routes();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty(),
+        "served but not in openapi/obgate.yaml: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "in openapi/obgate.yaml but not served: {unserved:?}"
+    );
+    assert!(served.len() >= 10);
+}
+
+#[tokio::test]
+async fn the_spec_is_served_verbatim_and_the_docs_page_renders_it() {
+    let app = spawn().await;
+    let r = app.get("/openapi.yaml").await;
+    assert_eq!(r.status, 200);
+    let on_disk =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/obgate.yaml"))
+            .unwrap();
+    assert_eq!(r.text(), on_disk);
+
+    let r = app.get("/docs").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/docs/")));
+    let r = app.get("/docs/").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("swagger-ui"), "{}", r.text());
+    let init = app.get("/docs/swagger-initializer.js").await;
+    assert!(
+        init.text().contains("\"url\": \"/openapi.yaml\""),
+        "{}",
+        init.text()
+    );
+    // Every asset the page loads is served locally: no script or style from the internet.
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+    ] {
+        assert_eq!(
+            app.get(&format!("/docs/{asset}")).await.status,
+            200,
+            "{asset}"
+        );
+    }
+    assert!(
+        !r.text().contains("https://"),
+        "docs page must not load remote assets"
+    );
+    assert_eq!(app.get("/docs/no-such-asset.js").await.status, 404);
+}
+
+#[test]
+fn every_spec_operation_documents_its_errors() {
+    for (path, item) in spec::spec()["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.contains_key("default"),
+                "{method} {path} has no default (error) response"
+            );
+            if path.starts_with("/api/") {
+                assert!(
+                    responses.contains_key("401"),
+                    "{method} {path} must document 401"
+                );
+                assert!(
+                    op.get("security").is_some(),
+                    "{method} {path} must declare its security"
+                );
+            }
+        }
+    }
+}

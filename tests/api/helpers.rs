@@ -1,0 +1,314 @@
+//! Starts the real app on `127.0.0.1:0` against a fresh database, and talks to it over HTTP.
+//!
+//! The backend is SQLite (a temporary file) unless `OBGATE_TEST_POSTGRES_URL` is set, in which
+//! case every app gets its own freshly created PostgreSQL database, dropped when the app is
+//! dropped (also when the test panics). Every response goes through the spec check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use obgate::admin::{self, Actor};
+use obgate::audit::ActorType;
+use obgate::clock::{Clock, SystemClock};
+use obgate::config::Config;
+use obgate::store::Store;
+use obgate::App;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::spec;
+
+/// A database for one app: a temp SQLite file or a fresh PostgreSQL database.
+pub struct TestDb {
+    pub url: String,
+    admin_url: Option<String>,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("OBGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let name = format!("obgate_test_{}", uuid::Uuid::new_v4().simple());
+        match postgres_url() {
+            Some(admin_url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("OBGATE_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
+                    });
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let mut url = url::Url::parse(&admin_url).expect("postgres url");
+                url.set_path(&name);
+                Self {
+                    url: url.to_string(),
+                    admin_url: Some(admin_url),
+                    name,
+                    _dir: None,
+                }
+            }
+            None => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("obgate.db").display());
+                Self {
+                    url,
+                    admin_url: None,
+                    name,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.admin_url.is_some()
+    }
+
+    /// Runs raw SQL on the database, bypassing obgate (to simulate tampering or damage).
+    pub async fn exec(&self, sql: &str) {
+        use sqlx::Connection;
+        if self.is_postgres() {
+            let mut c = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    /// Like [`exec`], but returns the error text instead of panicking.
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
+        use sqlx::Connection;
+        let r = if self.is_postgres() {
+            let mut c = sqlx::PgConnection::connect(&self.url)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
+        };
+        r.map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.admin_url.clone() else {
+            return;
+        };
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on: use a thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Config for a test app: `env` overrides on top of a random port and the test database.
+pub fn config(db: &TestDb, env: &[(&str, &str)]) -> Config {
+    let mut vars: Vec<(String, String)> = vec![
+        ("OBGATE_LISTEN".into(), "127.0.0.1:0".into()),
+        ("OBGATE_DATABASE_URL".into(), db.url.clone()),
+        ("OBGATE_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+        ("OBGATE_HTTP_SHUTDOWN_GRACE".into(), "5s".into()),
+    ];
+    vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    Config::load(None, vars).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub admin_key: String,
+    pub admin_key_id: String,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: Option<JoinHandle<std::io::Result<()>>>,
+    pub db: TestDb,
+}
+
+/// A response, already checked against the spec.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn spawn() -> TestApp {
+    spawn_with(&[]).await
+}
+
+pub async fn spawn_with(env: &[(&str, &str)]) -> TestApp {
+    let db = TestDb::new().await;
+    let config = config(&db, env);
+    spawn_on(db, config).await
+}
+
+pub async fn spawn_on(db: TestDb, config: Config) -> TestApp {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let migrated = config.migrate_on_start;
+    let app = App::build_with_clock(config, clock.clone())
+        .await
+        .expect("build app");
+    let store = app.state().store.clone();
+    let (admin_key, admin_key_id) = if migrated {
+        let actor = Actor {
+            kind: ActorType::Cli,
+            id: "test".into(),
+            interaction_id: None,
+        };
+        let created = admin::create_key(store.as_ref(), clock.as_ref(), "test-admin", &actor)
+            .await
+            .expect("create admin key");
+        (created.secret.expose_secret().to_owned(), created.record.id)
+    } else {
+        (String::new(), String::new())
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        admin_key,
+        admin_key_id,
+        store,
+        clock,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        shutdown: Some(tx),
+        server: Some(server),
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// A request carrying the test admin key.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request(method, path).bearer_auth(&self.admin_key)
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Resp {
+        self.send(self.admin(Method::GET, path)).await
+    }
+
+    /// Sends, then checks the response against the spec before returning it.
+    pub async fn send(&self, rb: RequestBuilder) -> Resp {
+        let req = rb.build().expect("request");
+        let method = req.method().to_string();
+        let path = req.url().path().to_owned();
+        let res = self.client.execute(req).await.expect("send");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.bytes().await.expect("body").to_vec();
+        spec::check(&spec::Observed {
+            method: &method,
+            path: &path,
+            status,
+            headers: &headers,
+            body: &body,
+        });
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Asks the server to stop; in-flight requests finish first.
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Audit rows matching a query string, through the API.
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let r = self.admin_get(&format!("/api/v0/audit?{query}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.trigger_shutdown();
+        if let Some(h) = self.server.take() {
+            h.abort();
+        }
+    }
+}
