@@ -64,7 +64,8 @@ impl Timestamp {
 
     /// Parses any RFC 3339 date-time (any offset) into a UTC instant, truncated to milliseconds.
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
-        let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+        // RFC 3339 allows a lower-case `t` and `z`.
+        let t = OffsetDateTime::parse(&s.to_ascii_uppercase(), &Rfc3339).ok()?;
         let ms = t.unix_timestamp_nanos() / 1_000_000;
         i64::try_from(ms).ok().map(Self)
     }
@@ -149,6 +150,10 @@ mod tests {
     fn parse_normalises_offsets_to_utc() {
         let t = Timestamp::parse_rfc3339("2026-11-18T13:06:40.123+02:00");
         assert_eq!(t, Some(Timestamp::from_millis(1_795_000_000_123)));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-18t11:06:40.123z"),
+            Some(Timestamp::from_millis(1_795_000_000_123))
+        );
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
     }
 }

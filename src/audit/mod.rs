@@ -31,6 +31,14 @@ pub enum ActorType {
 }
 
 impl ActorType {
+    /// Every actor type, for validating filters.
+    pub const ALL: [ActorType; 4] = [
+        ActorType::AdminKey,
+        ActorType::Cli,
+        ActorType::System,
+        ActorType::Anonymous,
+    ];
+
     /// Stored form.
     pub fn as_str(self) -> &'static str {
         match self {

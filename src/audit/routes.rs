@@ -2,15 +2,15 @@
 //!
 //! Filters are exact matches (`actor_id`, `action`, `resource_type`, `resource_id`, `outcome`,
 //! `actor_type`, `interaction_id`) plus a time window (`since` inclusive, `until` exclusive,
-//! RFC 3339). Pages are `limit` rows (1–500, default 50); `next_cursor` continues the listing
-//! and is stable while new rows arrive, because it points below a fixed `seq`.
+//! RFC 3339). Pages are `limit` rows (1–500, default 50); `next_cursor` continues the listing.
+//! The cursor is a plain `seq` ("rows below this one"): the log is append-only and gap-free,
+//! so a cursor never goes stale and new rows never shift a page.
 
 use axum::extract::State;
 use axum::Json;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{AuditFilter, AuditRecord, Outcome};
+use super::{ActorType, AuditFilter, AuditRecord, Outcome};
 use crate::admin::auth::require_admin;
 use crate::clock::Timestamp;
 use crate::error::{ApiError, FieldError};
@@ -47,19 +47,7 @@ struct Query {
 #[derive(Serialize)]
 struct Page {
     data: Vec<AuditRecord>,
-    next_cursor: Option<String>,
-}
-
-fn encode_cursor(seq: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("audit:{seq}"))
-}
-
-fn decode_cursor(c: &str) -> Option<i64> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    text.strip_prefix("audit:")?.parse().ok().filter(|s| *s > 0)
+    next_cursor: Option<i64>,
 }
 
 fn parse_filter(q: Query) -> Result<AuditFilter, ApiError> {
@@ -89,17 +77,26 @@ fn parse_filter(q: Query) -> Result<AuditFilter, ApiError> {
             DEFAULT_LIMIT
         }
     };
-    let before_seq = match q.cursor.as_deref().map(decode_cursor) {
+    let before_seq = match q.cursor.as_deref().map(str::parse::<i64>) {
         None => None,
-        Some(Some(seq)) => Some(seq),
-        Some(None) => {
+        Some(Ok(seq)) if seq >= 1 => Some(seq),
+        Some(_) => {
             errors.push(FieldError::invalid(
                 "cursor",
-                "not a cursor returned by this endpoint; start again without it",
+                "expected the next_cursor of a previous page (a whole number from 1)",
             ));
             None
         }
     };
+    if let Some(a) = q.actor_type.as_deref() {
+        if !ActorType::ALL.iter().any(|t| t.as_str() == a) {
+            let known: Vec<&str> = ActorType::ALL.iter().map(|t| t.as_str()).collect();
+            errors.push(FieldError::invalid(
+                "actor_type",
+                format!("expected one of {}", known.join(", ")),
+            ));
+        }
+    }
     if let Some(o) = q.outcome.as_deref() {
         if Outcome::parse(o).is_none() {
             errors.push(FieldError::invalid(
@@ -136,7 +133,7 @@ async fn list(
     let filter = parse_filter(q)?;
     let data = state.store.list_audit(&filter).await?;
     let next_cursor = if data.len() == filter.limit as usize {
-        data.last().map(|r| encode_cursor(r.seq))
+        data.last().map(|r| r.seq)
     } else {
         None
     };

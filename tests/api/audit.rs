@@ -39,7 +39,7 @@ async fn listing_pages_newest_first_with_stable_cursors_and_filters() {
     seed(&app, 7, start).await;
 
     let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
+    let mut cursor: Option<i64> = None;
     loop {
         let q = match &cursor {
             Some(c) => format!("/api/v0/audit?resource_type=demo&limit=3&cursor={c}"),
@@ -53,8 +53,8 @@ async fn listing_pages_newest_first_with_stable_cursors_and_filters() {
         if cursor.is_none() {
             seed(&app, 1, Timestamp::from_millis(start.millis() + 100_000)).await;
         }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
+        match page["next_cursor"].as_i64() {
+            Some(c) => cursor = Some(c),
             None => break,
         }
     }
@@ -88,11 +88,11 @@ async fn listing_pages_newest_first_with_stable_cursors_and_filters() {
 async fn bad_query_parameters_are_each_named() {
     let app = spawn().await;
     let r = app
-        .admin_get("/api/v0/audit?limit=0&since=yesterday&cursor=zzz&outcome=maybe")
+        .admin_get("/api/v0/audit?limit=0&since=yesterday&cursor=-3&outcome=maybe&actor_type=robot")
         .await;
     assert_eq!(r.status, 400);
     let m = &r.json()["Message"];
-    for field in ["limit", "since", "cursor", "outcome"] {
+    for field in ["limit", "since", "cursor", "outcome", "actor_type"] {
         assert!(m[field].is_array(), "{field} not reported: {m}");
     }
     assert_eq!(r.json()["Code"], "invalid_query");

@@ -239,15 +239,13 @@ async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
 
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    assert_eq!(
-        client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let r = client
+        .get(format!("{base}/readyz"))
+        .header("x-fapi-interaction-id", "zero-config-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let r = client
         .get(format!("{base}/api/v0/admin-keys"))
         .bearer_auth(&key)
@@ -272,4 +270,27 @@ async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
+
+    // Logs are JSON lines off a terminal, one "served" event per request carrying the span's
+    // interaction id, method, matched route, status and latency; the key appears only in the
+    // one-time banner, never in a log line.
+    let lines: Vec<String> = rx.iter().collect();
+    let served = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["span"]["interaction_id"] == "zero-config-1")
+        .unwrap_or_else(|| panic!("no request log line in {lines:#?}"));
+    assert_eq!(served["fields"]["message"], "served");
+    assert_eq!(served["span"]["route"], "/readyz");
+    assert_eq!(served["span"]["method"], "GET");
+    assert_eq!(served["span"]["status"], 200);
+    assert!(served["span"]["latency_ms"].is_number(), "{served}");
+    assert!(lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .all(|l| !l.contains(&key)));
+    assert!(
+        lines.iter().any(|l| l.contains("\"stopped\"")),
+        "{lines:#?}"
+    );
 }

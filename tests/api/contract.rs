@@ -108,3 +108,16 @@ fn every_spec_operation_documents_its_errors() {
         }
     }
 }
+
+#[test]
+fn readme_documents_every_configuration_key() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for key in obgate::config::KEYS {
+        let row = format!("| `{}` | `{}` |", key.toml, key.env);
+        assert!(
+            readme.contains(&row),
+            "README configuration table lacks {row}"
+        );
+    }
+}
