@@ -379,54 +379,30 @@ pub(super) fn load(
         )
         .collect();
 
-    let config = match (
-        mode,
-        listen,
-        public_url,
-        database_url,
-        database_max_connections,
-        migrate_on_start,
-        log_format,
-        log_level,
-        request_timeout,
-        shutdown_grace,
-        body_limit,
-        pii_key,
-    ) {
-        (
-            Some(mode),
-            Some(listen),
-            Some(public_url),
-            Some(database_url),
-            Some(database_max_connections),
-            Some(migrate_on_start),
-            Some(log_format),
-            Some(log_level),
-            Some(request_timeout),
-            Some(shutdown_grace),
-            Some(body_limit),
-            Some(pii_key),
-        ) if layers.errors.is_empty() => Config {
-            mode,
-            listen,
-            public_url,
-            database_url,
-            database_max_connections,
-            migrate_on_start,
-            log_format,
-            log_level,
+    let config = (|| {
+        Some(Config {
+            mode: mode?,
+            listen: listen?,
+            public_url: public_url?,
+            database_url: database_url?,
+            database_max_connections: database_max_connections?,
+            migrate_on_start: migrate_on_start?,
+            log_format: log_format?,
+            log_level: log_level?,
             http: HttpConfig {
-                request_timeout,
-                body_limit,
-                shutdown_grace,
+                request_timeout: request_timeout?,
+                body_limit: body_limit?,
+                shutdown_grace: shutdown_grace?,
             },
-            pii_key,
+            pii_key: pii_key?,
             warnings,
             effective,
-        },
-        _ => return Err(ConfigError(layers.errors)),
-    };
-    Ok(config)
+        })
+    })();
+    match config {
+        Some(config) if layers.errors.is_empty() => Ok(config),
+        _ => Err(ConfigError(layers.errors)),
+    }
 }
 
 fn dev_pii_key() -> PiiKey {

@@ -79,23 +79,8 @@ impl TestDb {
 
     /// Runs raw SQL on the database, bypassing obgate (to simulate tampering or damage).
     pub async fn exec(&self, sql: &str) {
-        use sqlx::Connection;
-        if self.is_postgres() {
-            let mut c = sqlx::PgConnection::connect(&self.url)
-                .await
-                .expect("connect");
-            sqlx::raw_sql(sql)
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        } else {
-            let mut c = sqlx::SqliteConnection::connect(&self.url)
-                .await
-                .expect("connect");
-            sqlx::raw_sql(sql)
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        if let Err(e) = self.try_exec(sql).await {
+            panic!("{sql}: {e}");
         }
     }
 
