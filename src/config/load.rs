@@ -523,6 +523,21 @@ mod tests {
     }
 
     #[test]
+    fn unknown_variables_warn_but_do_not_stop_start_up() -> Result<(), ConfigError> {
+        let c = Config::load(
+            None,
+            env(&[
+                ("OBGATE_LISTN", "127.0.0.1:1"),
+                ("OBGATE_TEST_POSTGRES_URL", "postgres://x"),
+                ("HOME", "/root"),
+            ]),
+        )?;
+        assert_eq!(c.warnings, vec!["OBGATE_LISTN: unknown variable, ignored"]);
+        assert_eq!(c.listen.port(), 8080);
+        Ok(())
+    }
+
+    #[test]
     fn masked_rendering_hides_passwords_and_keys() -> Result<(), ConfigError> {
         let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         let c = Config::load(

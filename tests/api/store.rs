@@ -28,6 +28,16 @@ async fn store_story() {
     assert!(!state.is_current());
     store.migrate().await.unwrap();
     store.migrate().await.unwrap(); // idempotent
+    if !db.is_postgres() {
+        // WAL is a property of the file: readers never block the writer.
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
     assert!(store.migration_state().await.unwrap().is_current());
 
     // Admin keys.
