@@ -47,6 +47,20 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage the JWT signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `obgate keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys: kid, algorithm, state (next, active, retired) and dates.
+    List,
+    /// Retire the active key now, promote the next one (already published in the JWKS) and
+    /// generate a new next key. Tokens signed by the retired key keep verifying until they
+    /// expire. Running nodes pick the change up within 30 seconds.
+    Rotate,
 }
 
 /// `obgate admin-key …`
@@ -165,6 +179,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             store.close().await;
             result
         }
+        Command::Keys(cmd) => {
+            let store = open_migrated(&config).await?;
+            let result = keys(cmd, store.clone(), &config).await;
+            store.close().await;
+            result
+        }
         Command::Audit(AuditCommand::Verify) => {
             let store = open_migrated(&config).await?;
             let result = chain::verify(store.as_ref()).await;
@@ -198,6 +218,43 @@ async fn open_migrated(config: &Config) -> Result<Arc<dyn Store>, Failure> {
         }
     }
     Ok(store)
+}
+
+async fn keys(cmd: KeysCommand, store: Arc<dyn Store>, config: &Config) -> Result<(), Failure> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = crate::oauth::keys::Keys::new(store.clone(), clock, &config.oauth);
+    let fail = |e: crate::oauth::keys::KeyError| Failure::Runtime(e.to_string());
+    keys.ensure().await.map_err(fail)?;
+    match cmd {
+        KeysCommand::List => {
+            println!(
+                "{:<45} {:<6} {:<8} {:<26} RETIRED",
+                "KID", "ALG", "STATE", "ACTIVATED"
+            );
+            for k in store.list_signing_keys().await? {
+                let t = |t: Option<crate::clock::Timestamp>| {
+                    t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+                };
+                println!(
+                    "{:<45} {:<6} {:<8} {:<26} {}",
+                    k.kid,
+                    k.alg,
+                    k.state,
+                    t(k.activated_at),
+                    t(k.retired_at)
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate => {
+            let actor = cli_actor();
+            let before = keys.load().await.map_err(fail)?.active.kid.clone();
+            keys.rotate(actor.kind, &actor.id).await.map_err(fail)?;
+            let after = keys.load().await.map_err(fail)?.active.kid.clone();
+            println!("rotated: {before} retired, {after} now signs");
+            Ok(())
+        }
+    }
 }
 
 fn cli_actor() -> Actor {

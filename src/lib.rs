@@ -14,6 +14,8 @@
 //! | [`http`] | route assembly, request-wide layers, graceful serving |
 //! | [`admin`] | admin API keys and the check in front of `/api/v0/*` |
 //! | [`audit`] | the append-only, hash-chained audit log |
+//! | [`oauth`] | the authorization server: signing keys, access tokens |
+//! | [`crypto`] | AES-256-GCM sealing of secrets at rest |
 //! | [`health`], [`metrics`], [`docs`], [`telemetry`] | probes, Prometheus, the OpenAPI contract, logging |
 //! | [`cli`] | the `obgate` command line (`main.rs` only calls it) |
 //!
@@ -35,11 +37,13 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod docs;
 pub mod error;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod oauth;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -63,6 +67,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Signing keys could not be created or loaded.
+    #[error(transparent)]
+    Keys(#[from] oauth::keys::KeyError),
 }
 
 /// A built application: state, router and the list of routes it serves.
@@ -87,11 +94,23 @@ impl App {
         if config.migrate_on_start {
             store.migrate().await?;
         }
+        let keys = Arc::new(oauth::keys::Keys::new(
+            store.clone(),
+            clock.clone(),
+            &config.oauth,
+        ));
+        // Fail fast on key problems (a wrong key-encryption key) when the database is ready;
+        // when it is not (down, or migrations pending), keys are set up on first use and
+        // /readyz says what is missing.
+        if matches!(store.migration_state().await, Ok(m) if m.is_current()) {
+            keys.ensure().await?;
+        }
         let state = AppState {
             config: Arc::new(config),
             store,
             clock,
             metrics: Arc::new(Metrics::new()),
+            keys,
         };
         let (router, routes) = http::router(state.clone());
         Ok(Self {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::oauth::keys::Keys;
 use crate::store::Store;
 
 /// Shared application state; cheap to clone.
@@ -18,4 +19,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// JWT signing keys.
+    pub keys: Arc<Keys>,
 }

@@ -51,11 +51,17 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Checks a key name: 1–64 characters of letters, digits, space, `.`, `_` or `-`.
+/// Checks a key name: 1–64 characters of letters, digits, space, `.`, `_` or `-`, not starting
+/// or ending with a space (the spec's pattern says the same).
 pub fn validate_name(name: &str) -> Result<String, FieldError> {
-    let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 {
         return Err(FieldError::invalid("name", "must be 1 to 64 characters"));
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Err(FieldError::invalid(
+            "name",
+            "must not start or end with a space",
+        ));
     }
     if !name
         .chars()

@@ -10,7 +10,9 @@ use base64::Engine;
 use url::Url;
 
 use super::keys::{KeySpec, KEYS};
-use super::{Config, DatabaseUrl, HttpConfig, LogFormat, Mode, PiiKey};
+use super::{
+    Config, DatabaseUrl, EncryptionKey, HttpConfig, LogFormat, Mode, OAuthConfig, SigningAlg,
+};
 
 /// Where a configuration value came from; error messages and `obgate config` name it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,9 +67,8 @@ struct Layers {
 impl Layers {
     fn label(&self, spec: &KeySpec) -> String {
         match self.values.get(spec.toml).map(|r| &r.source) {
-            Some(Source::Env) => spec.env.to_owned(),
             Some(Source::File(p)) => format!("{} in {}", spec.toml, p.display()),
-            _ => spec.toml.to_owned(),
+            _ => spec.env.to_owned(),
         }
     }
 
@@ -311,43 +312,70 @@ pub(super) fn load(
         }
     });
 
-    let pii_key = match layers.get("pii.key").map(str::to_owned) {
-        None if production => {
-            layers.errors.push(format!(
-                "{}: required in production mode; generate one with `openssl rand -base64 32`",
-                spec("pii.key").env
-            ));
-            None
+    let pii_key = parse_key(
+        &mut layers,
+        "pii.key",
+        EncryptionKey::DEV_PII_KEY,
+        production,
+    );
+    let key_encryption_key = parse_key(
+        &mut layers,
+        "oauth.key_encryption_key",
+        EncryptionKey::DEV_KEK,
+        production,
+    );
+    let access_token_ttl = layers.parse("oauth.access_token_ttl", |v| {
+        parse_duration(v, Duration::from_secs(10), Duration::from_secs(3600))
+    });
+    let signing_alg = layers.parse("oauth.signing_alg", |v| {
+        SigningAlg::parse(v)
+            .ok_or_else(|| format!("unknown algorithm \"{v}\", expected ES256 or PS256"))
+    });
+    let key_rotation = layers.parse("oauth.key_rotation", |v| {
+        if v == "off" {
+            Ok(None)
+        } else {
+            parse_duration(
+                v,
+                Duration::from_secs(3600),
+                Duration::from_secs(3650 * 86400),
+            )
+            .map(Some)
         }
-        None => Some(dev_pii_key()),
-        Some(raw) => {
-            let parsed = layers.parse("pii.key", |_| {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(raw.trim())
-                    .map_err(|_| "not valid base64".to_owned())?;
-                <[u8; 32]>::try_from(bytes.as_slice())
-                    .map_err(|_| format!("decodes to {} bytes, expected 32", bytes.len()))
-            });
-            match parsed {
-                Some(bytes) if raw.trim() == PiiKey::DEV_KEY_B64 => {
-                    if production {
-                        layers.fail(
-                            "pii.key",
-                            "this is the published sandbox dev key; generate one with `openssl rand -base64 32`",
-                        );
-                    }
-                    Some(PiiKey::new(bytes, true))
-                }
-                Some(bytes) => Some(PiiKey::new(bytes, false)),
-                None => None,
-            }
+    });
+    if layers.get("oauth.audience").is_none() {
+        if let Some(u) = &public_url {
+            layers.values.insert(
+                "oauth.audience",
+                Raw {
+                    value: u.as_str().trim_end_matches('/').to_owned(),
+                    source: Source::Derived,
+                },
+            );
         }
-    };
+    }
+    let audience = layers.parse("oauth.audience", |v| {
+        if v.trim().is_empty() {
+            Err("must not be empty".to_owned())
+        } else {
+            Ok(v.to_owned())
+        }
+    });
 
     let effective = KEYS
         .iter()
         .filter_map(|spec| {
-            let raw = layers.values.get(spec.toml)?;
+            let Some(raw) = layers.values.get(spec.toml) else {
+                // Unset keys with a sandbox dev default.
+                let dev = matches!(spec.toml, "pii.key" | "oauth.key_encryption_key");
+                return (dev && !production).then(|| {
+                    (
+                        spec,
+                        "\"*** (sandbox dev key)\"".to_owned(),
+                        Source::Default,
+                    )
+                });
+            };
             let shown = if spec.toml == "database.url" {
                 database_url
                     .as_ref()
@@ -365,18 +393,6 @@ pub(super) fn load(
             };
             Some((spec, literal, raw.source.clone()))
         })
-        .chain(
-            pii_key
-                .as_ref()
-                .filter(|_| layers.get("pii.key").is_none())
-                .map(|_| {
-                    (
-                        spec("pii.key"),
-                        "\"*** (sandbox dev key)\"".to_owned(),
-                        Source::Default,
-                    )
-                }),
-        )
         .collect();
 
     let config = (|| {
@@ -395,6 +411,13 @@ pub(super) fn load(
                 shutdown_grace: shutdown_grace?,
             },
             pii_key: pii_key?,
+            oauth: OAuthConfig {
+                access_token_ttl: access_token_ttl?,
+                audience: audience?,
+                signing_alg: signing_alg?,
+                key_rotation: key_rotation?,
+                key_encryption_key: key_encryption_key?,
+            },
             warnings,
             effective,
         })
@@ -405,8 +428,40 @@ pub(super) fn load(
     }
 }
 
-fn dev_pii_key() -> PiiKey {
-    PiiKey::new(*b"obgate-sandbox-dev-key-notsecret", true)
+/// A 256-bit key in base64: the published dev key when unset in sandbox mode, required in
+/// production, and refused there when it equals the published dev key.
+fn parse_key(
+    layers: &mut Layers,
+    key: &str,
+    dev: [u8; 32],
+    production: bool,
+) -> Option<EncryptionKey> {
+    let Some(raw) = layers.get(key).map(str::to_owned) else {
+        if production {
+            layers.fail(
+                key,
+                "required in production mode; generate one with `openssl rand -base64 32`",
+            );
+            return None;
+        }
+        return Some(EncryptionKey::new(dev, true));
+    };
+    let bytes = layers.parse(key, |_| {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw.trim())
+            .map_err(|_| "not valid base64".to_owned())?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| format!("decodes to {} bytes, expected 32", bytes.len()))
+    })?;
+    let is_dev = bytes == dev;
+    if is_dev && production {
+        layers.fail(
+            key,
+            "this is the published sandbox dev key; generate one with `openssl rand -base64 32`",
+        );
+        return None;
+    }
+    Some(EncryptionKey::new(bytes, is_dev))
 }
 
 fn parse_bool(v: &str) -> Result<bool, String> {
@@ -457,6 +512,11 @@ mod tests {
         assert_eq!(c.public_base(), "http://127.0.0.1:8080");
         assert_eq!(c.database_url.backend(), Backend::Sqlite);
         assert!(c.pii_key.is_dev());
+        assert!(c.oauth.key_encryption_key.is_dev());
+        assert_eq!(c.oauth.audience, "http://127.0.0.1:8080");
+        assert_eq!(c.oauth.access_token_ttl, Duration::from_secs(300));
+        assert_eq!(c.oauth.signing_alg, SigningAlg::Es256);
+        assert_eq!(c.oauth.key_rotation, Some(Duration::from_secs(90 * 86400)));
         Ok(())
     }
 
@@ -472,18 +532,21 @@ mod tests {
 
     #[test]
     fn production_refuses_implicit_and_dev_settings_all_at_once() {
-        let errs = errors(&[
-            ("OBGATE_MODE", "production"),
-            ("OBGATE_PII_KEY", PiiKey::DEV_KEY_B64),
-        ]);
-        assert_eq!(errs.len(), 3, "{errs:?}");
+        let dev_pii = base64::engine::general_purpose::STANDARD.encode(EncryptionKey::DEV_PII_KEY);
+        let errs = errors(&[("OBGATE_MODE", "production"), ("OBGATE_PII_KEY", &dev_pii)]);
+        assert_eq!(errs.len(), 4, "{errs:?}");
         assert!(errs[0].starts_with("OBGATE_PUBLIC_URL: required in production"));
         assert!(errs[1].starts_with("OBGATE_DATABASE_URL: required in production"));
         assert!(errs[2].starts_with("OBGATE_PII_KEY: this is the published sandbox dev key"));
+        assert!(errs[3].starts_with("OBGATE_OAUTH_KEY_ENCRYPTION_KEY: required in production"));
         let errs = errors(&[
             ("OBGATE_MODE", "production"),
             ("OBGATE_PUBLIC_URL", "http://bank.example"),
             ("OBGATE_DATABASE_URL", "postgres://u:pw@db/obgate"),
+            (
+                "OBGATE_OAUTH_KEY_ENCRYPTION_KEY",
+                &base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+            ),
         ]);
         assert_eq!(
             errs,

@@ -120,17 +120,20 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// The 256-bit key that encrypts PII at rest (AES-256-GCM).
-pub struct PiiKey {
+/// A 256-bit AES-256-GCM key from configuration (the PII key, the signing-key encryption key).
+pub struct EncryptionKey {
     key: SecretBox<[u8; 32]>,
     is_dev: bool,
 }
 
-impl PiiKey {
-    /// The published sandbox key: fine for demo data, refused in production.
-    pub const DEV_KEY_B64: &'static str = "b2JnYXRlLXNhbmRib3gtZGV2LWtleS1ub3RzZWNyZXQ=";
+impl EncryptionKey {
+    /// The published sandbox PII key: fine for demo data, refused in production.
+    pub const DEV_PII_KEY: [u8; 32] = *b"obgate-sandbox-dev-key-notsecret";
+    /// The published sandbox key-encryption key, refused in production.
+    pub const DEV_KEK: [u8; 32] = *b"obgate-sandbox-kek-not-a-secret!";
 
-    pub(crate) fn new(bytes: [u8; 32], is_dev: bool) -> Self {
+    /// Wraps raw key bytes; `is_dev` marks a published sandbox key.
+    pub fn new(bytes: [u8; 32], is_dev: bool) -> Self {
         Self {
             key: SecretBox::new(Box::new(bytes)),
             is_dev,
@@ -148,13 +151,13 @@ impl PiiKey {
     }
 }
 
-impl Clone for PiiKey {
+impl Clone for EncryptionKey {
     fn clone(&self) -> Self {
         Self::new(*self.key.expose_secret(), self.is_dev)
     }
 }
 
-impl fmt::Debug for PiiKey {
+impl fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(if self.is_dev {
             "[sandbox dev key]"
@@ -173,6 +176,49 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
+}
+
+/// Algorithm of JWT signing keys (RFC 9068 tokens; never HS*, never `none`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningAlg {
+    /// ECDSA P-256 with SHA-256: small, fast; the default.
+    Es256,
+    /// RSASSA-PSS with SHA-256, 2048-bit keys.
+    Ps256,
+}
+
+impl SigningAlg {
+    /// JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::Ps256 => "PS256",
+        }
+    }
+
+    /// Parses a JOSE name (exactly `ES256` or `PS256`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ES256" => Some(SigningAlg::Es256),
+            "PS256" => Some(SigningAlg::Ps256),
+            _ => None,
+        }
+    }
+}
+
+/// Authorization-server settings.
+#[derive(Clone, Debug)]
+pub struct OAuthConfig {
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Algorithm of newly generated signing keys.
+    pub signing_alg: SigningAlg,
+    /// Automatic rotation period; `None` rotates only on `obgate keys rotate`.
+    pub key_rotation: Option<Duration>,
+    /// Encrypts signing keys at rest.
+    pub key_encryption_key: EncryptionKey,
 }
 
 /// The validated configuration.
@@ -197,7 +243,9 @@ pub struct Config {
     /// HTTP limits.
     pub http: HttpConfig,
     /// Encryption key for PII at rest.
-    pub pii_key: PiiKey,
+    pub pii_key: EncryptionKey,
+    /// The authorization server.
+    pub oauth: OAuthConfig,
     /// Non-fatal findings (unknown `OBGATE_*` variables), logged at start.
     pub warnings: Vec<String>,
     /// The effective value and origin of each key, for `obgate config` (secrets masked).

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         .merge(crate::health::routes())
         .merge(crate::metrics::routes())
         .merge(crate::docs::routes())
+        .merge(crate::oauth::routes())
         .merge(crate::admin::routes(state.clone()))
         .merge(crate::audit::routes::routes(state.clone()));
     let (router, list) = routes.into_parts();

@@ -104,6 +104,27 @@ pub struct NewAdminKey {
     pub created_at: Timestamp,
 }
 
+/// A JWT signing key as stored; the private key is sealed under the key-encryption key.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    /// RFC 7638 thumbprint of the public key.
+    pub kid: String,
+    /// `ES256` or `PS256`.
+    pub alg: String,
+    /// `next`, `active` or `retired`.
+    pub state: String,
+    /// The public JWK (JSON text).
+    pub public_jwk: String,
+    /// `crypto::seal`ed DER private key, bound to `kid`.
+    pub private_key: Vec<u8>,
+    /// Generated at.
+    pub created_at: Timestamp,
+    /// Started signing at.
+    pub activated_at: Option<Timestamp>,
+    /// Stopped signing at.
+    pub retired_at: Option<Timestamp>,
+}
+
 /// The storage interface. Every method is instrumented and never logs values it is given.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
@@ -138,6 +159,26 @@ pub trait Store: Send + Sync + fmt::Debug {
         at: Timestamp,
         audit: &AuditEvent,
     ) -> Result<Option<AdminKey>, StoreError>;
+
+    /// Every signing key, oldest first.
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError>;
+    /// Stores the first keys (an active and a next one) with their audit row. `Conflict` when
+    /// another node bootstrapped at the same moment.
+    async fn insert_signing_keys(
+        &self,
+        keys: &[SigningKeyRow],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Retires `active_kid`, activates the next key and stores `new_next`, in one transaction.
+    /// `false` (nothing changed) when `active_kid` is no longer the active key: another node
+    /// rotated first.
+    async fn rotate_signing_keys(
+        &self,
+        active_kid: &str,
+        new_next: &SigningKeyRow,
+        at: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
 
     /// Appends one audit row to the hash chain.
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError>;

@@ -8,6 +8,10 @@
 /// Columns of `admin_keys` as returned to callers.
 pub(crate) const ADMIN_KEY_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at";
 
+/// Columns of `signing_keys` in struct order.
+pub(crate) const SIGNING_KEY_COLUMNS: &str =
+    "kid, alg, state, public_jwk, private_key, created_at, activated_at, retired_at";
+
 /// Columns of `audit` in struct order.
 pub(crate) const AUDIT_COLUMNS: &str = "seq, id, occurred_at, actor_type, actor_id, action, \
      resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash";
@@ -15,6 +19,27 @@ pub(crate) const AUDIT_COLUMNS: &str = "seq, id, occurred_at, actor_type, actor_
 macro_rules! shared_store_impl {
     ($store:ty, $db:ty) => {
         impl $store {
+            async fn insert_signing_key_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                k: &$crate::store::SigningKeyRow,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_key, \
+                     created_at, activated_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&k.kid)
+                .bind(&k.alg)
+                .bind(&k.state)
+                .bind(&k.public_jwk)
+                .bind(&k.private_key)
+                .bind(k.created_at)
+                .bind(k.activated_at)
+                .bind(k.retired_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
             /// Appends to the audit chain inside the caller's transaction.
             ///
             /// The first statement bumps the single `audit_head` row, which serialises
@@ -204,6 +229,66 @@ macro_rules! shared_store_impl {
                 Self::append_audit_in(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(Some(revoked))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn list_signing_keys(
+                &self,
+            ) -> Result<Vec<$crate::store::SigningKeyRow>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM signing_keys ORDER BY created_at, kid",
+                    $crate::store::shared::SIGNING_KEY_COLUMNS
+                ))
+                .fetch_all(self.pool())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn insert_signing_keys(
+                &self,
+                keys: &[$crate::store::SigningKeyRow],
+                audit: &$crate::audit::AuditEvent,
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                for k in keys {
+                    Self::insert_signing_key_in(&mut tx, k).await?;
+                }
+                Self::append_audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all, fields(kid = %active_kid))]
+            async fn rotate_signing_keys(
+                &self,
+                active_kid: &str,
+                new_next: &$crate::store::SigningKeyRow,
+                at: $crate::clock::Timestamp,
+                audit: &$crate::audit::AuditEvent,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let retired = sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $1 \
+                     WHERE kid = $2 AND state = 'active'",
+                )
+                .bind(at)
+                .bind(active_kid)
+                .execute(&mut *tx)
+                .await?;
+                if retired.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "UPDATE signing_keys SET state = 'active', activated_at = $1 WHERE state = 'next'",
+                )
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                Self::insert_signing_key_in(&mut tx, new_next).await?;
+                Self::append_audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             #[tracing::instrument(skip_all, fields(action = event.action))]

@@ -117,7 +117,8 @@ async fn the_database_refuses_edits_and_deletions_of_audit_rows() {
         .await
         .unwrap_err();
     assert!(err.contains("append-only"), "{err}");
-    assert_eq!(chain::verify(app.store.as_ref()).await.unwrap().rows, 3);
+    let head = app.store.audit_head().await.unwrap().seq;
+    assert_eq!(chain::verify(app.store.as_ref()).await.unwrap().rows, head);
 }
 
 /// What someone with direct database access would do first.
@@ -136,16 +137,21 @@ async fn drop_guards(app: &TestApp) {
 #[tokio::test]
 async fn verify_detects_an_altered_row() {
     let app = spawn().await;
+    let base = app.store.audit_head().await.unwrap().seq;
     seed(&app, 5, Timestamp::from_millis(0)).await;
     let ok = chain::verify(app.store.as_ref()).await.unwrap();
-    assert_eq!(ok.rows, 6, "five seeded plus the test key's creation");
+    assert_eq!(ok.rows, base + 5);
     drop_guards(&app).await;
+    // The fourth seeded row (i = 3) was a denial: make it look allowed.
+    let seq = base + 4;
     app.db
-        .exec("UPDATE audit SET outcome = 'success', reason = NULL WHERE seq = 5")
+        .exec(&format!(
+            "UPDATE audit SET outcome = 'success', reason = NULL WHERE seq = {seq}"
+        ))
         .await;
     assert!(matches!(
         chain::verify(app.store.as_ref()).await,
-        Err(VerifyError::Broken(Broken::Altered { seq: 5 }))
+        Err(VerifyError::Broken(Broken::Altered { seq: s })) if s == seq
     ));
 }
 
@@ -153,19 +159,21 @@ async fn verify_detects_an_altered_row() {
 async fn verify_detects_deleted_rows_in_the_middle_and_at_the_end() {
     let app = spawn().await;
     seed(&app, 5, Timestamp::from_millis(0)).await;
+    let last = app.store.audit_head().await.unwrap().seq;
     drop_guards(&app).await;
-    app.db.exec("DELETE FROM audit WHERE seq = 6").await;
+    app.db
+        .exec(&format!("DELETE FROM audit WHERE seq = {last}"))
+        .await;
     assert!(matches!(
         chain::verify(app.store.as_ref()).await,
-        Err(VerifyError::Broken(Broken::Head { last: 5, head: 6 }))
+        Err(VerifyError::Broken(Broken::Head { last: l, head: h })) if l == last - 1 && h == last
     ));
-    app.db.exec("DELETE FROM audit WHERE seq = 3").await;
+    app.db
+        .exec(&format!("DELETE FROM audit WHERE seq = {}", last - 2))
+        .await;
     assert!(matches!(
         chain::verify(app.store.as_ref()).await,
-        Err(VerifyError::Broken(Broken::Gap {
-            expected: 3,
-            found: 4
-        }))
+        Err(VerifyError::Broken(Broken::Gap { expected: e, found: f })) if e == last - 2 && f == last - 1
     ));
 }
 
@@ -188,6 +196,7 @@ async fn verify_detects_a_renumbered_chain() {
 async fn concurrent_appends_keep_one_unbroken_chain() {
     let app = spawn().await;
     let store: Arc<dyn Store> = app.store.clone();
+    let base = store.audit_head().await.unwrap().seq;
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let store = store.clone();
@@ -207,6 +216,9 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
         seqs.push(t.await.unwrap());
     }
     seqs.sort_unstable();
-    assert_eq!(seqs, (2..=41).collect::<Vec<i64>>());
-    assert_eq!(chain::verify(app.store.as_ref()).await.unwrap().rows, 41);
+    assert_eq!(seqs, (base + 1..=base + 40).collect::<Vec<i64>>());
+    assert_eq!(
+        chain::verify(app.store.as_ref()).await.unwrap().rows,
+        base + 40
+    );
 }

@@ -145,6 +145,7 @@ pub struct TestApp {
     pub admin_key_id: String,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    pub keys: Arc<obgate::oauth::keys::Keys>,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: Option<JoinHandle<std::io::Result<()>>>,
@@ -185,12 +186,17 @@ pub async fn spawn_with(env: &[(&str, &str)]) -> TestApp {
 }
 
 pub async fn spawn_on(db: TestDb, config: Config) -> TestApp {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    spawn_with_clock(db, config, Arc::new(SystemClock)).await
+}
+
+/// An app whose clock the test controls.
+pub async fn spawn_with_clock(db: TestDb, config: Config, clock: Arc<dyn Clock>) -> TestApp {
     let migrated = config.migrate_on_start;
     let app = App::build_with_clock(config, clock.clone())
         .await
         .expect("build app");
     let store = app.state().store.clone();
+    let keys = app.state().keys.clone();
     let (admin_key, admin_key_id) = if migrated {
         let actor = Actor {
             kind: ActorType::Cli,
@@ -218,6 +224,7 @@ pub async fn spawn_on(db: TestDb, config: Config) -> TestApp {
         admin_key_id,
         store,
         clock,
+        keys,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))

@@ -10,5 +10,6 @@ mod errors;
 mod health;
 mod helpers;
 mod http;
+mod keys;
 mod spec;
 mod store;
