@@ -106,8 +106,18 @@ pub enum ApiError {
     Unauthorized {
         /// What to send instead.
         message: String,
-        /// The `WWW-Authenticate` challenge.
-        challenge: &'static str,
+        /// The `WWW-Authenticate` challenge, when the scheme calls for one.
+        challenge: Option<&'static str>,
+    },
+    /// An RFC 6749 §5.2 error with its own code (`invalid_grant`, `invalid_scope`, …).
+    #[error("{error}: {description}")]
+    OAuth {
+        /// HTTP status (400 for all but `invalid_client`).
+        status: StatusCode,
+        /// The RFC 6749 / RFC 9396 error code.
+        error: &'static str,
+        /// What failed, for the TPP developer.
+        description: String,
     },
     /// 403: authenticated but not allowed.
     #[error("{message}")]
@@ -185,6 +195,7 @@ impl ApiError {
         match self {
             ApiError::Validation { .. } | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::OAuth { status, .. } => *status,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -205,6 +216,7 @@ impl ApiError {
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::OAuth { error, .. } => error,
             ApiError::NotFound { .. } => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -225,6 +237,7 @@ impl ApiError {
                     .collect();
                 format!("invalid request: {}", list.join("; "))
             }
+            ApiError::OAuth { description, .. } => description.clone(),
             ApiError::BadRequest { message, .. }
             | ApiError::Unauthorized { message, .. }
             | ApiError::Forbidden { message, .. }
@@ -272,7 +285,11 @@ impl ApiError {
                 .into_response(),
             None => status.into_response(),
         };
-        if let ApiError::Unauthorized { challenge, .. } = self {
+        if let ApiError::Unauthorized {
+            challenge: Some(challenge),
+            ..
+        } = self
+        {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(challenge),
@@ -282,6 +299,12 @@ impl ApiError {
     }
 
     fn oauth_body(&self) -> Value {
+        if let ApiError::OAuth {
+            error, description, ..
+        } = self
+        {
+            return json!({"error": error, "error_description": description});
+        }
         let error = match self.status().as_u16() {
             401 => "invalid_client",
             403 => "access_denied",

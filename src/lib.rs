@@ -105,11 +105,14 @@ impl App {
         if matches!(store.migration_state().await, Ok(m) if m.is_current()) {
             keys.ensure().await?;
         }
+        let metrics = Arc::new(Metrics::new());
         let state = AppState {
             config: Arc::new(config),
             store,
             clock,
-            metrics: Arc::new(Metrics::new()),
+            hasher: Arc::new(oauth::secrets::SecretHasher::new(metrics.clone())),
+            secret_cache: Arc::default(),
+            metrics,
             keys,
         };
         let (router, routes) = http::router(state.clone());

@@ -43,6 +43,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    argon2: Counter,
 }
 
 impl Default for Metrics {
@@ -69,10 +70,17 @@ impl Metrics {
             "HTTP request latency by method and matched route",
             latency.clone(),
         );
+        let argon2 = Counter::default();
+        registry.register(
+            "argon2_verifications",
+            "Client secrets verified with argon2 (cache misses of client authentication)",
+            argon2.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            argon2,
         }
     }
 
@@ -91,6 +99,16 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one argon2 verification.
+    pub fn argon2_verification(&self) {
+        self.argon2.inc();
+    }
+
+    /// Argon2 verifications so far.
+    pub fn argon2_verifications(&self) -> u64 {
+        self.argon2.get()
     }
 
     /// The OpenMetrics exposition.

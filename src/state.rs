@@ -6,7 +6,21 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oauth::keys::Keys;
+use crate::oauth::secrets::SecretHasher;
 use crate::store::Store;
+
+impl AppState {
+    /// The client registry with this app's dependencies.
+    pub fn clients(&self) -> crate::oauth::clients::Clients<'_> {
+        crate::oauth::clients::Clients {
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            hasher: &self.hasher,
+            mode: self.config.mode,
+            grace: self.config.oauth.secret_rotation_grace,
+        }
+    }
+}
 
 /// Shared application state; cheap to clone.
 #[derive(Clone, Debug)]
@@ -21,4 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// JWT signing keys.
     pub keys: Arc<Keys>,
+    /// argon2 for client secrets.
+    pub hasher: Arc<SecretHasher>,
+    /// Recently verified client secrets.
+    pub secret_cache: Arc<crate::oauth::client_auth::SecretCache>,
 }

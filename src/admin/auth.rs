@@ -57,7 +57,7 @@ pub async fn require_admin(
     let Some(token) = bearer(&req) else {
         return ApiError::Unauthorized {
             message: "missing admin API key: send `Authorization: Bearer <key>`".into(),
-            challenge: CHALLENGE,
+            challenge: Some(CHALLENGE),
         }
         .into_response();
     };
@@ -86,7 +86,7 @@ pub async fn require_admin(
         }
         return ApiError::Unauthorized {
             message: "unknown or revoked admin API key".into(),
-            challenge: CHALLENGE,
+            challenge: Some(CHALLENGE),
         }
         .into_response();
     }

@@ -24,6 +24,8 @@ pub enum ActorType {
     AdminKey,
     /// The `obgate` command line on the server (`actor_id` is the OS user when known).
     Cli,
+    /// A TPP's OAuth client (`actor_id` is its client id, or what it presented as one).
+    Client,
     /// obgate itself (start-up, expiry sweeps).
     System,
     /// A caller that did not authenticate.
@@ -32,9 +34,10 @@ pub enum ActorType {
 
 impl ActorType {
     /// Every actor type, for validating filters.
-    pub const ALL: [ActorType; 4] = [
+    pub const ALL: [ActorType; 5] = [
         ActorType::AdminKey,
         ActorType::Cli,
+        ActorType::Client,
         ActorType::System,
         ActorType::Anonymous,
     ];
@@ -44,6 +47,7 @@ impl ActorType {
         match self {
             ActorType::AdminKey => "admin_key",
             ActorType::Cli => "cli",
+            ActorType::Client => "client",
             ActorType::System => "system",
             ActorType::Anonymous => "anonymous",
         }

@@ -123,6 +123,20 @@ pub const KEYS: &[KeySpec] = &[
         help: "rotate the signing key automatically this often (`off` to rotate only with `obgate keys rotate`)",
     },
     KeySpec {
+        toml: "oauth.secret_rotation_grace",
+        env: "OBGATE_OAUTH_SECRET_ROTATION_GRACE",
+        default: Some("24h"),
+        secret: false,
+        help: "after `rotate-secret`, how long the old client secret keeps working",
+    },
+    KeySpec {
+        toml: "oauth.secret_cache_ttl",
+        env: "OBGATE_OAUTH_SECRET_CACHE_TTL",
+        default: Some("60s"),
+        secret: false,
+        help: "how long a verified client secret skips argon2 (`0s` disables the cache)",
+    },
+    KeySpec {
         toml: "oauth.key_encryption_key",
         env: "OBGATE_OAUTH_KEY_ENCRYPTION_KEY",
         default: None,

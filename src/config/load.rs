@@ -327,6 +327,12 @@ pub(super) fn load(
     let access_token_ttl = layers.parse("oauth.access_token_ttl", |v| {
         parse_duration(v, Duration::from_secs(10), Duration::from_secs(3600))
     });
+    let secret_rotation_grace = layers.parse("oauth.secret_rotation_grace", |v| {
+        parse_duration(v, Duration::ZERO, Duration::from_secs(30 * 86400))
+    });
+    let secret_cache_ttl = layers.parse("oauth.secret_cache_ttl", |v| {
+        parse_duration(v, Duration::ZERO, Duration::from_secs(3600))
+    });
     let signing_alg = layers.parse("oauth.signing_alg", |v| {
         SigningAlg::parse(v)
             .ok_or_else(|| format!("unknown algorithm \"{v}\", expected ES256 or PS256"))
@@ -417,6 +423,8 @@ pub(super) fn load(
                 signing_alg: signing_alg?,
                 key_rotation: key_rotation?,
                 key_encryption_key: key_encryption_key?,
+                secret_rotation_grace: secret_rotation_grace?,
+                secret_cache_ttl: secret_cache_ttl?,
             },
             warnings,
             effective,

@@ -219,6 +219,10 @@ pub struct OAuthConfig {
     pub key_rotation: Option<Duration>,
     /// Encrypts signing keys at rest.
     pub key_encryption_key: EncryptionKey,
+    /// How long a rotated-out client secret stays valid.
+    pub secret_rotation_grace: Duration,
+    /// How long a verified client secret skips argon2.
+    pub secret_cache_ttl: Duration,
 }
 
 /// The validated configuration.

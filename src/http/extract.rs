@@ -55,6 +55,16 @@ where
                 }
             }
         })?;
+        // Every obgate body is a JSON object; serde would otherwise read a struct from an array.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{')
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
+        {
+            return Err(ApiError::BadRequest {
+                code: "invalid_body",
+                message: "the request body must be a JSON object".into(),
+            });
+        }
         parse_json(&bytes).map(AppJson)
     }
 }

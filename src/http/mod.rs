@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         .merge(crate::metrics::routes())
         .merge(crate::docs::routes())
         .merge(crate::oauth::routes())
+        .merge(crate::oauth::client_routes(state.clone()))
         .merge(crate::admin::routes(state.clone()))
         .merge(crate::audit::routes::routes(state.clone()));
     let (router, list) = routes.into_parts();

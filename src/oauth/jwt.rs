@@ -110,20 +110,20 @@ pub fn inspect(token: &str) -> Result<(String, Algorithm), TokenError> {
     Ok((kid, header.alg))
 }
 
-/// Verifies a token whose header [`inspect`] accepted, against the key its `kid` names.
-pub fn verify_with_key(
+/// Checks signature, `iss` and `aud` of a token whose header [`inspect`] accepted, against
+/// the key its `kid` names; not the time (revocation accepts expired tokens).
+pub fn verify_ignoring_time(
     token: &str,
     header_alg: Algorithm,
     key: Option<&(Algorithm, DecodingKey)>,
     expected: &Expected<'_>,
-    now: Timestamp,
 ) -> Result<AccessClaims, TokenError> {
     let (alg, key) = key.ok_or(TokenError::UnknownKey)?;
     if header_alg != *alg {
         return Err(TokenError::AlgorithmMismatch);
     }
     let mut v = Validation::new(*alg);
-    // Time, issuer and audience are checked below against obgate's own clock and config.
+    // Time, issuer and audience are checked here against obgate's own clock and config.
     v.validate_exp = false;
     v.validate_nbf = false;
     v.validate_aud = false;
@@ -140,6 +140,19 @@ pub fn verify_with_key(
     if c.aud != expected.audience {
         return Err(TokenError::WrongAudience);
     }
+    Ok(c)
+}
+
+/// Verifies a token whose header [`inspect`] accepted: [`verify_ignoring_time`], then
+/// `exp` and `nbf`/`iat` against `now` with [`LEEWAY`].
+pub fn verify_with_key(
+    token: &str,
+    header_alg: Algorithm,
+    key: Option<&(Algorithm, DecodingKey)>,
+    expected: &Expected<'_>,
+    now: Timestamp,
+) -> Result<AccessClaims, TokenError> {
+    let c = verify_ignoring_time(token, header_alg, key, expected)?;
     let now_s = now.millis() / 1000;
     let leeway = LEEWAY.as_secs() as i64;
     if c.exp + leeway <= now_s {

@@ -8,9 +8,36 @@ use crate::error::ApiError;
 use crate::http::Routes;
 use crate::state::AppState;
 
-/// `GET /oauth2/jwks`.
+/// The authorization server's public endpoints.
 pub fn routes() -> Routes<AppState> {
-    Routes::new().get("/oauth2/jwks", jwks)
+    Routes::new()
+        .get("/oauth2/jwks", jwks)
+        .post("/oauth2/token", super::token::token)
+        .post("/oauth2/introspect", super::token::introspect)
+        .post("/oauth2/revoke", super::token::revoke)
+        .get("/.well-known/oauth-authorization-server", metadata)
+}
+
+/// RFC 8414 metadata: every endpoint, grant, method and algorithm this server supports, with
+/// `issuer` exactly as configured.
+async fn metadata(State(state): State<AppState>) -> Json<Value> {
+    let base = state.config.public_base();
+    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    Json(serde_json::json!({
+        "issuer": base,
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "jwks_uri": format!("{base}/oauth2/jwks"),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "scopes_supported": super::clients::SCOPES,
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "authorization_details_types_supported": [super::token::AUTHORIZATION_DETAILS_TYPE],
+        "access_token_signing_alg_values_supported": ["ES256", "PS256"],
+    }))
 }
 
 /// The public signing keys (RFC 7517): the active key, the next one, and retired keys that

@@ -125,6 +125,37 @@ pub struct SigningKeyRow {
     pub retired_at: Option<Timestamp>,
 }
 
+/// An OAuth client as stored.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ClientRow {
+    /// `cl_…`.
+    pub client_id: String,
+    /// Human-readable name.
+    pub client_name: String,
+    /// Space-separated redirect URIs.
+    pub redirect_uris: String,
+    /// Space-separated grant types.
+    pub grant_types: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
+    pub token_endpoint_auth_method: String,
+    /// JWK set (JSON) for `private_key_jwt`.
+    pub jwks: Option<String>,
+    /// argon2id PHC string of the current secret.
+    pub secret_hash: Option<String>,
+    /// The secret before the last rotation, valid until `previous_secret_expires_at`.
+    pub previous_secret_hash: Option<String>,
+    /// End of the rotation grace period.
+    pub previous_secret_expires_at: Option<Timestamp>,
+    /// Registered at.
+    pub created_at: Timestamp,
+    /// Last metadata or secret change.
+    pub updated_at: Timestamp,
+    /// Disabled at; refused everywhere from then on.
+    pub disabled_at: Option<Timestamp>,
+}
+
 /// The storage interface. Every method is instrumented and never logs values it is given.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
@@ -179,6 +210,39 @@ pub trait Store: Send + Sync + fmt::Debug {
         at: Timestamp,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
+
+    /// Registers a client, auditing it in the same transaction.
+    async fn insert_client(&self, client: &ClientRow, audit: &AuditEvent)
+        -> Result<(), StoreError>;
+    /// A client by id, disabled or not.
+    async fn get_client(&self, client_id: &str) -> Result<Option<ClientRow>, StoreError>;
+    /// Clients, newest first, created before `before` (a cursor), at most `limit`; disabled
+    /// ones only when asked.
+    async fn list_clients(
+        &self,
+        before: Option<(Timestamp, String)>,
+        limit: u32,
+        include_disabled: bool,
+    ) -> Result<Vec<ClientRow>, StoreError>;
+    /// Replaces a client's row (metadata, secrets, disabled state) and audits the change in
+    /// one transaction. `false` when no such client.
+    async fn update_client(
+        &self,
+        client: &ClientRow,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// Puts an access token's `jti` on the deny list until `expires_at`, auditing it. `false`
+    /// when it was already there.
+    async fn revoke_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Whether a `jti` is on the deny list.
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
 
     /// Appends one audit row to the hash chain.
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError>;

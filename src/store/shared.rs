@@ -12,6 +12,11 @@ pub(crate) const ADMIN_KEY_COLUMNS: &str = "id, name, prefix, created_at, last_u
 pub(crate) const SIGNING_KEY_COLUMNS: &str =
     "kid, alg, state, public_jwk, private_key, created_at, activated_at, retired_at";
 
+/// Columns of `oauth_clients` in struct order.
+pub(crate) const CLIENT_COLUMNS: &str = "client_id, client_name, redirect_uris, grant_types, \
+     scope, token_endpoint_auth_method, jwks, secret_hash, previous_secret_hash, \
+     previous_secret_expires_at, created_at, updated_at, disabled_at";
+
 /// Columns of `audit` in struct order.
 pub(crate) const AUDIT_COLUMNS: &str = "seq, id, occurred_at, actor_type, actor_id, action, \
      resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash";
@@ -289,6 +294,153 @@ macro_rules! shared_store_impl {
                 Self::append_audit_in(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            #[tracing::instrument(skip_all, fields(client_id = %c.client_id))]
+            async fn insert_client(
+                &self,
+                c: &$crate::store::ClientRow,
+                audit: &$crate::audit::AuditEvent,
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(&format!(
+                    "INSERT INTO oauth_clients ({}) VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    $crate::store::shared::CLIENT_COLUMNS
+                ))
+                .bind(&c.client_id)
+                .bind(&c.client_name)
+                .bind(&c.redirect_uris)
+                .bind(&c.grant_types)
+                .bind(&c.scope)
+                .bind(&c.token_endpoint_auth_method)
+                .bind(&c.jwks)
+                .bind(&c.secret_hash)
+                .bind(&c.previous_secret_hash)
+                .bind(c.previous_secret_expires_at)
+                .bind(c.created_at)
+                .bind(c.updated_at)
+                .bind(c.disabled_at)
+                .execute(&mut *tx)
+                .await?;
+                Self::append_audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all, fields(client_id = %client_id))]
+            async fn get_client(
+                &self,
+                client_id: &str,
+            ) -> Result<Option<$crate::store::ClientRow>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM oauth_clients WHERE client_id = $1",
+                    $crate::store::shared::CLIENT_COLUMNS
+                ))
+                .bind(client_id)
+                .fetch_optional(self.pool())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn list_clients(
+                &self,
+                before: Option<($crate::clock::Timestamp, String)>,
+                limit: u32,
+                include_disabled: bool,
+            ) -> Result<Vec<$crate::store::ClientRow>, $crate::store::StoreError> {
+                let (at, id) = before.unwrap_or((
+                    $crate::clock::Timestamp::from_millis(i64::MAX),
+                    String::new(),
+                ));
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM oauth_clients \
+                     WHERE (created_at < $1 OR (created_at = $1 AND client_id < $2)) \
+                     AND ($4 OR disabled_at IS NULL) \
+                     ORDER BY created_at DESC, client_id DESC LIMIT $3",
+                    $crate::store::shared::CLIENT_COLUMNS
+                ))
+                .bind(at)
+                .bind(if id.is_empty() { "\u{10FFFF}".to_owned() } else { id })
+                .bind(i64::from(limit))
+                .bind(include_disabled)
+                .fetch_all(self.pool())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all, fields(client_id = %c.client_id))]
+            async fn update_client(
+                &self,
+                c: &$crate::store::ClientRow,
+                audit: &$crate::audit::AuditEvent,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(
+                    "UPDATE oauth_clients SET client_name = $2, redirect_uris = $3, \
+                     grant_types = $4, scope = $5, token_endpoint_auth_method = $6, jwks = $7, \
+                     secret_hash = $8, previous_secret_hash = $9, \
+                     previous_secret_expires_at = $10, updated_at = $11, disabled_at = $12 \
+                     WHERE client_id = $1",
+                )
+                .bind(&c.client_id)
+                .bind(&c.client_name)
+                .bind(&c.redirect_uris)
+                .bind(&c.grant_types)
+                .bind(&c.scope)
+                .bind(&c.token_endpoint_auth_method)
+                .bind(&c.jwks)
+                .bind(&c.secret_hash)
+                .bind(&c.previous_secret_hash)
+                .bind(c.previous_secret_expires_at)
+                .bind(c.updated_at)
+                .bind(c.disabled_at)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                Self::append_audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            #[tracing::instrument(skip_all, fields(client_id = %client_id))]
+            async fn revoke_token(
+                &self,
+                jti: &str,
+                client_id: &str,
+                expires_at: $crate::clock::Timestamp,
+                audit: &$crate::audit::AuditEvent,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(client_id)
+                .bind(expires_at)
+                .bind(audit.at)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                Self::append_audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn is_token_revoked(&self, jti: &str) -> Result<bool, $crate::store::StoreError> {
+                let found: Option<(String,)> =
+                    sqlx::query_as("SELECT jti FROM revoked_tokens WHERE jti = $1")
+                        .bind(jti)
+                        .fetch_optional(self.pool())
+                        .await?;
+                Ok(found.is_some())
             }
 
             #[tracing::instrument(skip_all, fields(action = event.action))]

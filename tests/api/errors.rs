@@ -31,6 +31,25 @@ async fn malformed_json_is_a_400_in_the_admin_shape() {
 }
 
 #[tokio::test]
+async fn a_json_body_that_is_not_an_object_is_refused() {
+    let app = spawn().await;
+    for body in ["[\"ops\"]", "\"ops\"", "42"] {
+        let r = app
+            .send(
+                app.admin(Method::POST, "/api/v0/admin-keys")
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{body}");
+        assert_eq!(
+            r.json()["Message"],
+            "the request body must be a JSON object"
+        );
+    }
+}
+
+#[tokio::test]
 async fn missing_wrong_and_unknown_fields_are_named() {
     let app = spawn().await;
     let post = |body: &'static str| {

@@ -11,5 +11,6 @@ mod health;
 mod helpers;
 mod http;
 mod keys;
+mod oauth;
 mod spec;
 mod store;

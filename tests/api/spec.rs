@@ -46,8 +46,13 @@ fn validator(pointer: &str) -> Arc<Validator> {
     v
 }
 
+/// A JSON-pointer segment, percent-encoded for use in a URI fragment (RFC 6901 §6).
 fn escape(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
+    segment
+        .replace('~', "~0")
+        .replace('/', "~1")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
 }
 
 /// The spec path template matching a concrete path, literal segments preferred.

@@ -1,0 +1,253 @@
+//! Client authentication, the one module every client-authenticated endpoint uses.
+//!
+//! `client_secret_basic` (RFC 6749 §2.3.1: `Authorization: Basic` of the form-urlencoded id and
+//! secret) and `client_secret_post` (`client_id` + `client_secret` in the body). A client must
+//! use the method it registered. Exactly one method per request.
+//!
+//! Secrets are checked with argon2 off the runtime (see [`super::secrets`]). A verified
+//! (client, secret) pair is remembered for `oauth.secret_cache_ttl`, so a TPP that asks for
+//! tokens in a loop pays argon2 once per TTL. The cache key includes the stored hash, and
+//! every request still reads the client row (for its disabled flag and scopes), so a rotation
+//! or a disable on any node takes effect on the next request. Failures are never cached.
+//! Every failure is audited with its reason (never the secret).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::audit::{ActorType, AuditEvent, Outcome};
+use crate::clock::Timestamp;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::ClientRow;
+
+/// Most cache entries kept; past it, expired entries are dropped (then all, if need be).
+const CACHE_MAX: usize = 10_000;
+
+/// Verified-secret cache.
+#[derive(Debug, Default)]
+pub struct SecretCache {
+    entries: Mutex<HashMap<[u8; 32], Timestamp>>,
+}
+
+fn cache_key(client_id: &str, secret: &str, phc: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(client_id.as_bytes());
+    h.update([0]);
+    h.update(Sha256::digest(secret.as_bytes()));
+    h.update([0]);
+    h.update(phc.as_bytes());
+    h.finalize().into()
+}
+
+impl SecretCache {
+    fn hit(&self, key: &[u8; 32], now: Timestamp) -> bool {
+        self.entries
+            .lock()
+            .map(|m| m.get(key).is_some_and(|exp| *exp > now))
+            .unwrap_or(false)
+    }
+
+    fn insert(&self, key: [u8; 32], expires: Timestamp, now: Timestamp) {
+        if let Ok(mut m) = self.entries.lock() {
+            if m.len() >= CACHE_MAX {
+                m.retain(|_, exp| *exp > now);
+                if m.len() >= CACHE_MAX {
+                    m.clear();
+                }
+            }
+            m.insert(key, expires);
+        }
+    }
+}
+
+/// An authenticated client.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    /// Its stored row.
+    pub client: ClientRow,
+    /// The method it used.
+    pub method: &'static str,
+}
+
+/// The request's form parameters, each at most once (RFC 6749 §3.2).
+pub type Params = HashMap<String, String>;
+
+enum Presented {
+    Basic { id: String, secret: String },
+    Post { id: String, secret: String },
+}
+
+fn invalid_request(description: impl Into<String>) -> ApiError {
+    ApiError::OAuth {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        error: "invalid_request",
+        description: description.into(),
+    }
+}
+
+fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError> {
+    let basic = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, b64)| b64.trim().to_owned());
+    let post_secret = params.get("client_secret");
+    let assertion = params.get("client_assertion");
+    let methods = [basic.is_some(), post_secret.is_some(), assertion.is_some()]
+        .iter()
+        .filter(|m| **m)
+        .count();
+    if methods > 1 {
+        return Err(invalid_request(
+            "use exactly one client authentication method per request",
+        ));
+    }
+    if let Some(b64) = basic {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| basic_failure("the Basic credentials are not valid base64"))?;
+        let (id, secret) = decoded
+            .split_once(':')
+            .ok_or_else(|| basic_failure("the Basic credentials need client_id:client_secret"))?;
+        let decode = |s: &str| {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        return Ok(Presented::Basic {
+            id: decode(id),
+            secret: decode(secret),
+        });
+    }
+    if assertion.is_some() {
+        return Err(invalid_client(
+            false,
+            "private_key_jwt client authentication is not enabled on this server",
+        ));
+    }
+    match (params.get("client_id"), post_secret) {
+        (Some(id), Some(secret)) => Ok(Presented::Post {
+            id: id.clone(),
+            secret: secret.clone(),
+        }),
+        _ => Err(invalid_client(
+            false,
+            "client authentication required: HTTP Basic, or client_id and client_secret in the body",
+        )),
+    }
+}
+
+fn basic_failure(msg: &str) -> ApiError {
+    invalid_client(true, msg)
+}
+
+/// `invalid_client`, 401; with a Basic challenge when the client tried Basic.
+pub fn invalid_client(basic: bool, description: &str) -> ApiError {
+    ApiError::Unauthorized {
+        message: description.to_owned(),
+        challenge: basic.then_some("Basic realm=\"obgate\", charset=\"UTF-8\""),
+    }
+}
+
+/// Authenticates the client of a request, or explains (and audits) why not.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    interaction: Option<&str>,
+) -> Result<Authenticated, ApiError> {
+    let presented = match presented(headers, params) {
+        Ok(p) => p,
+        Err(e) => {
+            deny(state, "-", "malformed_credentials", interaction).await?;
+            return Err(e);
+        }
+    };
+    let (id, secret, method, basic) = match presented {
+        Presented::Basic { id, secret } => (id, secret, "client_secret_basic", true),
+        Presented::Post { id, secret } => (id, secret, "client_secret_post", false),
+    };
+    let generic = "client authentication failed";
+    let row = state.store.get_client(&id).await?;
+    let now = state.clock.now();
+
+    let Some(client) = row else {
+        // Same work as for a real client, so timing does not reveal which ids exist.
+        state.hasher.verify(&secret, None).await;
+        deny(state, &id, "unknown_client", interaction).await?;
+        return Err(invalid_client(basic, generic));
+    };
+    let mut candidates = vec![];
+    if let Some(h) = &client.secret_hash {
+        candidates.push(h.clone());
+    }
+    if let (Some(h), Some(until)) = (
+        &client.previous_secret_hash,
+        client.previous_secret_expires_at,
+    ) {
+        if until > now {
+            candidates.push(h.clone());
+        }
+    }
+    let mut verified = false;
+    for phc in &candidates {
+        let key = cache_key(&client.client_id, &secret, phc);
+        if state.secret_cache.hit(&key, now) {
+            verified = true;
+            break;
+        }
+        if state.hasher.verify(&secret, Some(phc)).await {
+            let ttl = state.config.oauth.secret_cache_ttl;
+            if !ttl.is_zero() {
+                state.secret_cache.insert(key, now.plus(ttl), now);
+            }
+            verified = true;
+            break;
+        }
+    }
+    if candidates.is_empty() {
+        state.hasher.verify(&secret, None).await;
+    }
+    let reason = if !verified {
+        Some("wrong_secret")
+    } else if client.disabled_at.is_some() {
+        Some("client_disabled")
+    } else if client.token_endpoint_auth_method != method {
+        Some("wrong_auth_method")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        deny(state, &client.client_id, reason, interaction).await?;
+        return Err(invalid_client(basic, generic));
+    }
+    Ok(Authenticated { client, method })
+}
+
+async fn deny(
+    state: &AppState,
+    client_id: &str,
+    reason: &str,
+    interaction: Option<&str>,
+) -> Result<(), ApiError> {
+    let actor: String = client_id.chars().take(64).collect();
+    let event = AuditEvent::new(
+        state.clock.now(),
+        ActorType::Client,
+        actor,
+        "client.authenticate",
+    )
+    .outcome(Outcome::Denied, reason)
+    .interaction(interaction);
+    state.store.append_audit(&event).await?;
+    Ok(())
+}
