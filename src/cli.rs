@@ -50,6 +50,56 @@ pub enum Command {
     /// Manage the JWT signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage TPP OAuth clients (the same as /api/v0/oauth-clients).
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+/// `obgate client …`
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client. Prints the client as JSON, `client_secret` included: it is shown
+    /// this once.
+    Create {
+        /// Name shown to customers.
+        #[arg(long)]
+        name: String,
+        /// Redirect URI (repeatable), matched exactly.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Grant type (repeatable): client_credentials (default), authorization_code,
+        /// refresh_token.
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Space-separated scopes (default: accounts).
+        #[arg(long)]
+        scope: Option<String>,
+        /// client_secret_basic (default) or client_secret_post.
+        #[arg(long = "auth-method")]
+        auth_method: Option<String>,
+    },
+    /// List active clients (JSON).
+    List {
+        /// Include disabled clients.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one client (JSON).
+    Show {
+        /// `cl_…`
+        client_id: String,
+    },
+    /// Disable a client: refused everywhere from its next request on.
+    Disable {
+        /// `cl_…`
+        client_id: String,
+    },
+    /// Issue a new secret and print it alone on standard output; the old one keeps working
+    /// for `oauth.secret_rotation_grace`.
+    RotateSecret {
+        /// `cl_…`
+        client_id: String,
+    },
 }
 
 /// `obgate keys …`
@@ -179,6 +229,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             store.close().await;
             result
         }
+        Command::Client(cmd) => {
+            let store = open_migrated(&config).await?;
+            let result = client(cmd, store.clone(), &config).await;
+            store.close().await;
+            result
+        }
         Command::Keys(cmd) => {
             let store = open_migrated(&config).await?;
             let result = keys(cmd, store.clone(), &config).await;
@@ -252,6 +308,86 @@ async fn keys(cmd: KeysCommand, store: Arc<dyn Store>, config: &Config) -> Resul
             keys.rotate(actor.kind, &actor.id).await.map_err(fail)?;
             let after = keys.load().await.map_err(fail)?.active.kid.clone();
             println!("rotated: {before} retired, {after} now signs");
+            Ok(())
+        }
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn client(cmd: ClientCommand, store: Arc<dyn Store>, config: &Config) -> Result<(), Failure> {
+    use crate::oauth::clients::{self, ClientMetadata, ClientView, Clients};
+    let clock = SystemClock;
+    let hasher = crate::oauth::secrets::SecretHasher::new(Arc::new(crate::metrics::Metrics::new()));
+    let registry = Clients {
+        store: store.as_ref(),
+        clock: &clock,
+        hasher: &hasher,
+        mode: config.mode,
+        grace: config.oauth.secret_rotation_grace,
+    };
+    let who = cli_actor();
+    let actor = clients::Actor {
+        kind: who.kind,
+        id: who.id,
+        interaction_id: None,
+    };
+    let usage = |e: crate::error::ApiError| match e {
+        crate::error::ApiError::Validation { .. } => {
+            Failure::Usage(format!("error: {}", e.message()))
+        }
+        other => other.into(),
+    };
+    match cmd {
+        ClientCommand::Create {
+            name,
+            redirect_uris,
+            grant_types,
+            scope,
+            auth_method,
+        } => {
+            let meta = ClientMetadata {
+                client_name: Some(name),
+                redirect_uris: (!redirect_uris.is_empty()).then_some(redirect_uris),
+                grant_types: (!grant_types.is_empty()).then_some(grant_types),
+                scope,
+                token_endpoint_auth_method: auth_method,
+                jwks: None,
+            };
+            let (view, secret) = registry.create(meta, &actor).await.map_err(usage)?;
+            let mut v = serde_json::to_value(&view).map_err(|e| Failure::Runtime(e.to_string()))?;
+            if let (Some(obj), Some(secret)) = (v.as_object_mut(), secret) {
+                obj.insert("client_secret".into(), secret.into());
+            }
+            print_json(&v)
+        }
+        ClientCommand::List { all } => {
+            let rows = store.list_clients(None, 10_000, all).await?;
+            let views: Vec<ClientView> = rows.iter().map(ClientView::of).collect();
+            print_json(&views)
+        }
+        ClientCommand::Show { client_id } => {
+            let row = registry.get(&client_id).await?;
+            print_json(&ClientView::of(&row))
+        }
+        ClientCommand::Disable { client_id } => {
+            registry.disable(&client_id, &actor).await?;
+            println!("disabled {client_id}");
+            Ok(())
+        }
+        ClientCommand::RotateSecret { client_id } => {
+            let (view, secret) = registry.rotate_secret(&client_id, &actor).await?;
+            eprintln!(
+                "new secret for {client_id}; the previous one works until {}",
+                view.previous_secret_expires_at
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "now".into())
+            );
+            println!("{secret}");
             Ok(())
         }
     }

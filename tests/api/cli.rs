@@ -298,3 +298,79 @@ async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
         "{lines:#?}"
     );
 }
+
+#[tokio::test]
+async fn client_commands_register_rotate_and_disable() {
+    let app = spawn().await;
+    let (code, stdout, stderr) = run(obgate(&app.db).args([
+        "client",
+        "create",
+        "--name",
+        "Acme CLI",
+        "--auth-method",
+        "client_secret_post",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let c: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let id = c["client_id"].as_str().unwrap().to_owned();
+    let secret = c["client_secret"].as_str().unwrap().to_owned();
+    let token = |secret: String| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            app.send(app.request(reqwest::Method::POST, "/oauth2/token").form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+                ("client_secret", secret.as_str()),
+            ]))
+            .await
+            .status
+        }
+    };
+    assert_eq!(token(secret.clone()).await, 200);
+
+    let (code, stdout, _) = run(obgate(&app.db).args(["client", "rotate-secret", &id]));
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() == 1 && lines[0].starts_with("cs_"), "{stdout}");
+    assert_eq!(token(lines[0].to_owned()).await, 200);
+    assert_eq!(
+        token(secret.clone()).await,
+        200,
+        "old secret inside the grace period"
+    );
+
+    let (code, stdout, _) = run(obgate(&app.db).args(["client", "show", &id]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("Acme CLI") && !stdout.contains("cs_"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = run(obgate(&app.db).args(["client", "list"]));
+    assert!(stdout.contains(&id));
+
+    let (code, _, _) = run(obgate(&app.db).args(["client", "disable", &id]));
+    assert_eq!(code, 0);
+    assert_eq!(token(lines[0].to_owned()).await, 401);
+    let (_, stdout, _) = run(obgate(&app.db).args(["client", "list"]));
+    assert!(!stdout.contains(&id));
+    let (code, _, stderr) = run(obgate(&app.db).args(["client", "show", &id]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("was disabled at"), "{stderr}");
+
+    let (code, _, stderr) = run(obgate(&app.db).args([
+        "client",
+        "create",
+        "--name",
+        "x",
+        "--redirect-uri",
+        "ftp://x",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        app.audit("action=oauth_client.create&actor_type=cli")
+            .await
+            .len(),
+        1
+    );
+}
