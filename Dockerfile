@@ -6,12 +6,14 @@ WORKDIR /src
 
 # Dependency layer: build a dummy crate from the manifests alone so the
 # (slow) dependency compilation is cached until Cargo.toml/Cargo.lock change.
-# The stub tests/api/main.rs satisfies the explicit [[test]] target path.
+# The stubs tests/api/main.rs and benches/token.rs satisfy the explicit [[test]] and
+# [[bench]] target paths.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src tests/api \
+RUN mkdir -p src tests/api benches \
  && echo 'fn main() {}' > src/main.rs \
  && echo '//! dependency-cache stub' > src/lib.rs \
  && echo 'fn main() {}' > tests/api/main.rs \
+ && echo 'fn main() {}' > benches/token.rs \
  && cargo build --release --locked --bin obgate \
  && rm -rf src
 

@@ -50,7 +50,7 @@ async fn run(label: &'static str, cache_ttl: &str) -> Outcome {
     let config = Config::load(None, env).expect("config");
     let app = App::build(config).await.expect("app");
     let state = app.state().clone();
-    let actor = obgate::oauth::clients::Actor {
+    let actor = obgate::audit::Actor {
         kind: obgate::audit::ActorType::Cli,
         id: "bench".into(),
         interaction_id: None,

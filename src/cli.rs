@@ -11,8 +11,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
-use crate::admin::{self, Actor};
-use crate::audit::{chain, ActorType};
+use crate::admin;
+use crate::audit::{chain, Actor, ActorType};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Mode, KEYS};
 use crate::store::{self, Store};
@@ -320,7 +320,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
 }
 
 async fn client(cmd: ClientCommand, store: Arc<dyn Store>, config: &Config) -> Result<(), Failure> {
-    use crate::oauth::clients::{self, ClientMetadata, ClientView, Clients};
+    use crate::oauth::clients::{ClientMetadata, ClientView, Clients};
     let clock = SystemClock;
     let hasher = crate::oauth::secrets::SecretHasher::new(Arc::new(crate::metrics::Metrics::new()));
     let registry = Clients {
@@ -330,12 +330,7 @@ async fn client(cmd: ClientCommand, store: Arc<dyn Store>, config: &Config) -> R
         mode: config.mode,
         grace: config.oauth.secret_rotation_grace,
     };
-    let who = cli_actor();
-    let actor = clients::Actor {
-        kind: who.kind,
-        id: who.id,
-        interaction_id: None,
-    };
+    let actor = cli_actor();
     let usage = |e: crate::error::ApiError| match e {
         crate::error::ApiError::Validation { .. } => {
             Failure::Usage(format!("error: {}", e.message()))

@@ -38,12 +38,6 @@ impl Timestamp {
         Self(self.0.saturating_add(ms))
     }
 
-    /// This instant minus a duration (saturating).
-    pub fn minus(self, d: std::time::Duration) -> Self {
-        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        Self(self.0.saturating_sub(ms))
-    }
-
     /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-22T10:15:30.123Z`.
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;

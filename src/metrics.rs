@@ -106,11 +106,6 @@ impl Metrics {
         self.argon2.inc();
     }
 
-    /// Argon2 verifications so far.
-    pub fn argon2_verifications(&self) -> u64 {
-        self.argon2.get()
-    }
-
     /// The OpenMetrics exposition.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();

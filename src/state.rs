@@ -10,6 +10,14 @@ use crate::oauth::secrets::SecretHasher;
 use crate::store::Store;
 
 impl AppState {
+    /// What a valid access token of this server must say (`iss`, `aud`).
+    pub fn token_expectations(&self) -> crate::oauth::jwt::Expected<'_> {
+        crate::oauth::jwt::Expected {
+            issuer: self.config.public_base(),
+            audience: &self.config.oauth.audience,
+        }
+    }
+
     /// The client registry with this app's dependencies.
     pub fn clients(&self) -> crate::oauth::clients::Clients<'_> {
         crate::oauth::clients::Clients {

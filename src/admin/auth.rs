@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::audit::{ActorType, AuditEvent, Outcome};
+use crate::audit::{Actor, ActorType, AuditEvent, Outcome};
 use crate::error::ApiError;
 use crate::http::middleware::InteractionId;
 use crate::state::AppState;
@@ -24,6 +24,17 @@ pub struct AdminPrincipal {
     pub key_id: String,
     /// Its label.
     pub name: String,
+}
+
+impl AdminPrincipal {
+    /// This key as the actor of an audited change made in the request `interaction`.
+    pub fn actor(&self, interaction: &InteractionId) -> Actor {
+        Actor {
+            kind: ActorType::AdminKey,
+            id: self.key_id.clone(),
+            interaction_id: Some(interaction.0.clone()),
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AdminPrincipal {

@@ -12,7 +12,7 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::audit::{ActorType, AuditEvent};
+use crate::audit::{Actor, ActorType};
 use crate::clock::Clock;
 use crate::error::{ApiError, FieldError};
 use crate::store::{AdminKey, NewAdminKey, Store, StoreError};
@@ -27,17 +27,6 @@ pub struct CreatedKey {
     pub record: AdminKey,
     /// The full key; print it once.
     pub secret: secrecy::SecretString,
-}
-
-/// Who is creating or revoking a key, for the audit row.
-#[derive(Clone, Debug)]
-pub struct Actor {
-    /// Kind.
-    pub kind: ActorType,
-    /// Id (an `ak_…` id, or the OS user for the CLI).
-    pub id: String,
-    /// The request's interaction id, when over HTTP.
-    pub interaction_id: Option<String>,
 }
 
 fn random_b64(bytes: usize) -> String {
@@ -96,9 +85,7 @@ pub async fn create_key(
         key_hash: hash_key(&secret),
         created_at: now,
     };
-    let audit = AuditEvent::new(now, actor.kind, actor.id.clone(), "admin_key.create")
-        .on("admin_key", id)
-        .interaction(actor.interaction_id.as_deref());
+    let audit = actor.event(now, "admin_key.create").on("admin_key", id);
     let record = store
         .insert_admin_key(&new, &audit)
         .await
@@ -125,9 +112,7 @@ pub async fn revoke_key(
     actor: &Actor,
 ) -> Result<AdminKey, ApiError> {
     let now = clock.now();
-    let audit = AuditEvent::new(now, actor.kind, actor.id.clone(), "admin_key.revoke")
-        .on("admin_key", id)
-        .interaction(actor.interaction_id.as_deref());
+    let audit = actor.event(now, "admin_key.revoke").on("admin_key", id);
     store
         .revoke_admin_key(id, now, &audit)
         .await?

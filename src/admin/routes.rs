@@ -8,8 +8,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{auth, Actor, AdminPrincipal};
-use crate::audit::ActorType;
+use super::{auth, AdminPrincipal};
 use crate::error::ApiError;
 use crate::http::extract::AppJson;
 use crate::http::middleware::InteractionId;
@@ -35,14 +34,6 @@ struct CreateKey {
     name: String,
 }
 
-fn actor(p: &AdminPrincipal, i: &InteractionId) -> Actor {
-    Actor {
-        kind: ActorType::AdminKey,
-        id: p.key_id.clone(),
-        interaction_id: Some(i.0.clone()),
-    }
-}
-
 async fn create(
     State(state): State<AppState>,
     principal: AdminPrincipal,
@@ -53,7 +44,7 @@ async fn create(
         state.store.as_ref(),
         state.clock.as_ref(),
         &body.name,
-        &actor(&principal, &interaction),
+        &principal.actor(&interaction),
     )
     .await?;
     let mut value = serde_json::to_value(&created.record).map_err(ApiError::internal)?;
@@ -78,7 +69,7 @@ async fn revoke(
         state.store.as_ref(),
         state.clock.as_ref(),
         &key_id,
-        &actor(&principal, &interaction),
+        &principal.actor(&interaction),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -2,7 +2,8 @@
 //!
 //! Other parts describe a decision as an [`AuditEvent`] (who, what, on which resource, outcome,
 //! interaction id) and either pass it to the store method that makes the state change (one
-//! transaction for both) or call [`record`] for decisions that change nothing (a refused key).
+//! transaction for both) or append it alone (`Store::append_audit`) for decisions that change
+//! nothing (a refused key).
 //! Events hold ids and codes only, never PII values.
 //!
 //! Each stored row carries the hash of the row before it ([`chain`]), the database refuses
@@ -15,7 +16,6 @@ pub mod routes;
 use serde::Serialize;
 
 use crate::clock::Timestamp;
-use crate::store::{Store, StoreError};
 
 /// Who made the decision happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +83,25 @@ impl Outcome {
             "failure" => Some(Outcome::Failure),
             _ => None,
         }
+    }
+}
+
+/// Who is acting, for the audit row of a state change (admin key, CLI user, client).
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// Kind.
+    pub kind: ActorType,
+    /// Id (an `ak_…` id, a client id, or the OS user for the CLI).
+    pub id: String,
+    /// The request's interaction id, when over HTTP.
+    pub interaction_id: Option<String>,
+}
+
+impl Actor {
+    /// An audit event by this actor, joined to its request.
+    pub fn event(&self, at: Timestamp, action: &'static str) -> AuditEvent {
+        AuditEvent::new(at, self.kind, self.id.clone(), action)
+            .interaction(self.interaction_id.as_deref())
     }
 }
 
@@ -216,9 +235,4 @@ pub struct AuditFilter {
     pub before_seq: Option<i64>,
     /// Page size.
     pub limit: u32,
-}
-
-/// Records a decision that changes no other state (e.g. a refused credential).
-pub async fn record(store: &dyn Store, event: &AuditEvent) -> Result<AuditRecord, StoreError> {
-    store.append_audit(event).await
 }

@@ -7,9 +7,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::clients::{Actor, ClientMetadata, ClientView};
+use super::clients::{ClientMetadata, ClientView};
 use crate::admin::{auth::require_admin, AdminPrincipal};
-use crate::audit::ActorType;
 use crate::error::{ApiError, FieldError};
 use crate::http::extract::{AppJson, AppQuery};
 use crate::http::middleware::InteractionId;
@@ -26,14 +25,6 @@ pub fn routes(state: AppState) -> Routes<AppState> {
         .delete("/api/v0/oauth-clients/{client_id}", disable)
         .post("/api/v0/oauth-clients/{client_id}/rotate-secret", rotate)
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
-}
-
-fn actor(p: &AdminPrincipal, i: &InteractionId) -> Actor {
-    Actor {
-        kind: ActorType::AdminKey,
-        id: p.key_id.clone(),
-        interaction_id: Some(i.0.clone()),
-    }
 }
 
 /// Client metadata from a JSON body; an explicit `null` is refused (RFC 7591 fields are
@@ -74,7 +65,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let (view, secret) = state
         .clients()
-        .create(metadata(&body)?, &actor(&principal, &interaction))
+        .create(metadata(&body)?, &principal.actor(&interaction))
         .await?;
     Ok((StatusCode::CREATED, Json(with_secret(&view, secret)?)).into_response())
 }
@@ -95,26 +86,22 @@ async fn list(
         None => 50,
         Some(Ok(n)) if (1..=500).contains(&n) => n,
         Some(_) => {
-            return Err(ApiError::Validation {
-                code: "invalid_query",
-                fields: vec![FieldError::invalid(
-                    "limit",
-                    "expected a whole number from 1 to 500",
-                )],
-            })
+            return Err(ApiError::invalid_field(
+                "invalid_query",
+                "limit",
+                "expected a whole number from 1 to 500",
+            ))
         }
     };
     let include_disabled = match q.include_disabled.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
         Some(_) => {
-            return Err(ApiError::Validation {
-                code: "invalid_query",
-                fields: vec![FieldError::invalid(
-                    "include_disabled",
-                    "expected true or false",
-                )],
-            })
+            return Err(ApiError::invalid_field(
+                "invalid_query",
+                "include_disabled",
+                "expected true or false",
+            ))
         }
     };
     // The cursor is the last client id of the previous page; an unknown one ends the listing.
@@ -153,11 +140,7 @@ async fn update(
 ) -> Result<Json<ClientView>, ApiError> {
     let view = state
         .clients()
-        .update(
-            &client_id,
-            metadata(&body)?,
-            &actor(&principal, &interaction),
-        )
+        .update(&client_id, metadata(&body)?, &principal.actor(&interaction))
         .await?;
     Ok(Json(view))
 }
@@ -170,7 +153,7 @@ async fn disable(
 ) -> Result<StatusCode, ApiError> {
     state
         .clients()
-        .disable(&client_id, &actor(&principal, &interaction))
+        .disable(&client_id, &principal.actor(&interaction))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -183,7 +166,7 @@ async fn rotate(
 ) -> Result<Json<Value>, ApiError> {
     let (view, secret) = state
         .clients()
-        .rotate_secret(&client_id, &actor(&principal, &interaction))
+        .rotate_secret(&client_id, &principal.actor(&interaction))
         .await?;
     Ok(Json(with_secret(&view, Some(secret))?))
 }

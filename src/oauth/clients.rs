@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::secrets::{generate_secret, SecretHasher};
-use crate::audit::{ActorType, AuditEvent};
+use crate::audit::{Actor, AuditEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::config::Mode;
 use crate::error::{ApiError, FieldError};
@@ -115,17 +115,6 @@ pub struct Clients<'a> {
     pub mode: Mode,
     /// Old secret validity after rotation.
     pub grace: Duration,
-}
-
-/// Who is acting, for the audit row.
-#[derive(Clone, Debug)]
-pub struct Actor {
-    /// Kind.
-    pub kind: ActorType,
-    /// Id.
-    pub id: String,
-    /// Interaction id when over HTTP.
-    pub interaction_id: Option<String>,
 }
 
 fn invalid(fields: Vec<FieldError>) -> ApiError {
@@ -331,11 +320,23 @@ fn too_many(uris: &Option<Vec<String>>) -> Option<FieldError> {
         .map(|_| FieldError::invalid("redirect_uris", "at most 10 redirect URIs"))
 }
 
+/// Checks on the lists as sent, before they are de-duplicated and joined for storage.
+fn list_errors(meta: &ClientMetadata) -> Vec<FieldError> {
+    [
+        has_space(&meta.redirect_uris, "redirect_uris"),
+        has_space(&meta.grant_types, "grant_types"),
+        too_many(&meta.redirect_uris),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 impl Clients<'_> {
     fn event(&self, actor: &Actor, action: &'static str, client_id: &str) -> AuditEvent {
-        AuditEvent::new(self.clock.now(), actor.kind, actor.id.clone(), action)
+        actor
+            .event(self.clock.now(), action)
             .on("oauth_client", client_id)
-            .interaction(actor.interaction_id.as_deref())
     }
 
     /// Registers a client; returns it and its secret (for the secret methods).
@@ -344,14 +345,7 @@ impl Clients<'_> {
         meta: ClientMetadata,
         actor: &Actor,
     ) -> Result<(ClientView, Option<String>), ApiError> {
-        let mut early: Vec<FieldError> = [
-            has_space(&meta.redirect_uris, "redirect_uris"),
-            has_space(&meta.grant_types, "grant_types"),
-            too_many(&meta.redirect_uris),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let mut early = list_errors(&meta);
         if meta.client_name.is_none() {
             early.push(FieldError::missing("client_name"));
         }
@@ -428,26 +422,21 @@ impl Clients<'_> {
         actor: &Actor,
     ) -> Result<ClientView, ApiError> {
         let mut row = self.get(client_id).await?;
-        let early: Vec<FieldError> = [
-            has_space(&patch.redirect_uris, "redirect_uris"),
-            has_space(&patch.grant_types, "grant_types"),
-            too_many(&patch.redirect_uris),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(
-            patch
-                .token_endpoint_auth_method
-                .as_ref()
-                .filter(|m| **m != row.token_endpoint_auth_method)
-                .map(|_| {
-                    FieldError::invalid(
-                        "token_endpoint_auth_method",
-                        "cannot change; register a new client for another method",
-                    )
-                }),
-        )
-        .collect();
+        let early: Vec<FieldError> = list_errors(&patch)
+            .into_iter()
+            .chain(
+                patch
+                    .token_endpoint_auth_method
+                    .as_ref()
+                    .filter(|m| **m != row.token_endpoint_auth_method)
+                    .map(|_| {
+                        FieldError::invalid(
+                            "token_endpoint_auth_method",
+                            "cannot change; register a new client for another method",
+                        )
+                    }),
+            )
+            .collect();
         if !early.is_empty() {
             return Err(invalid(early));
         }

@@ -54,8 +54,6 @@ pub struct ActiveKey {
     pub alg: Algorithm,
     /// The decrypted private key.
     pub encoding: EncodingKey,
-    /// When it started signing.
-    pub activated_at: Timestamp,
 }
 
 /// One node's view of the keys.
@@ -204,8 +202,10 @@ impl Keys {
     }
 
     /// Generates the first keys when there are none, rotates when the active key is older than
-    /// the rotation period, and loads the key set. Run at start-up.
+    /// the rotation period, and loads the key set. Runs at start-up and whenever the in-memory
+    /// set is older than [`RELOAD_AFTER`].
     pub async fn ensure(&self) -> Result<Arc<KeySet>, KeyError> {
+        // One read in the steady state; a second only after this call changed the keys.
         let rows = self.store.list_signing_keys().await?;
         if rows.is_empty() {
             let now = self.clock.now();
@@ -221,31 +221,41 @@ impl Keys {
                 Ok(()) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
+            return self.load().await;
         }
-        self.rotate_if_due().await?;
-        self.load().await
+        if self.rotation_due(&rows) {
+            self.rotate_from(&rows, ActorType::System, "keys").await?;
+            return self.load().await;
+        }
+        self.load_from(&rows)
     }
 
-    /// Rotates when the active key has signed for longer than `oauth.key_rotation`.
-    pub async fn rotate_if_due(&self) -> Result<bool, KeyError> {
+    /// Whether the active key has signed for longer than `oauth.key_rotation`.
+    fn rotation_due(&self, rows: &[SigningKeyRow]) -> bool {
         let Some(period) = self.rotation else {
-            return Ok(false);
+            return false;
         };
-        let rows = self.store.list_signing_keys().await?;
-        let due = rows.iter().find(|r| r.state == "active").is_some_and(|a| {
-            a.activated_at
-                .is_some_and(|t| t.plus(period) <= self.clock.now())
-        });
-        if due {
-            return self.rotate(ActorType::System, "keys").await;
-        }
-        Ok(false)
+        rows.iter()
+            .find(|r| r.state == "active")
+            .and_then(|a| a.activated_at)
+            .is_some_and(|t| t.plus(period) <= self.clock.now())
     }
 
     /// Retires the active key, promotes the next one and generates a new next key. `false`
     /// when another node rotated at the same moment (that rotation stands).
     pub async fn rotate(&self, actor: ActorType, actor_id: &str) -> Result<bool, KeyError> {
         let rows = self.store.list_signing_keys().await?;
+        let rotated = self.rotate_from(&rows, actor, actor_id).await?;
+        self.load().await?;
+        Ok(rotated)
+    }
+
+    async fn rotate_from(
+        &self,
+        rows: &[SigningKeyRow],
+        actor: ActorType,
+        actor_id: &str,
+    ) -> Result<bool, KeyError> {
         let Some(active) = rows.iter().find(|r| r.state == "active") else {
             return Err(KeyError::Crypto(
                 "no active signing key; run `obgate serve` once".into(),
@@ -255,22 +265,25 @@ impl Keys {
         let next = generate(self.alg, "next", now, &self.kek)?;
         let audit = AuditEvent::new(now, actor, actor_id, "signing_key.rotate")
             .on("signing_key", active.kid.clone());
-        let rotated = self
+        Ok(self
             .store
             .rotate_signing_keys(&active.kid, &next, now, &audit)
-            .await?;
-        self.load().await?;
-        Ok(rotated)
+            .await?)
     }
 
     /// Reads the keys from storage and replaces the in-memory set.
     pub async fn load(&self) -> Result<Arc<KeySet>, KeyError> {
         let rows = self.store.list_signing_keys().await?;
+        self.load_from(&rows)
+    }
+
+    /// Builds the in-memory set from stored rows and installs it.
+    fn load_from(&self, rows: &[SigningKeyRow]) -> Result<Arc<KeySet>, KeyError> {
         let now = self.clock.now();
         let mut verifiers = HashMap::new();
         let mut published = Vec::new();
         let mut active = None;
-        for row in &rows {
+        for row in rows {
             let live = match row.state.as_str() {
                 "active" | "next" => true,
                 _ => row.retired_at.is_some_and(|t| t.plus(self.retain) > now),
@@ -294,7 +307,6 @@ impl Keys {
                     kid: row.kid.clone(),
                     alg,
                     encoding,
-                    activated_at: row.activated_at.unwrap_or(row.created_at),
                 });
             }
         }

@@ -18,7 +18,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::client_auth::{authenticate, Authenticated, Params};
-use super::jwt::{self, AccessClaims, Expected, TokenError};
+use super::jwt::{self, AccessClaims, TokenError};
 use crate::audit::{ActorType, AuditEvent, Outcome};
 use crate::error::ApiError;
 use crate::http::middleware::InteractionId;
@@ -236,10 +236,7 @@ pub async fn verify_access_token(
     state: &AppState,
     token: &str,
 ) -> Result<AccessClaims, TokenError> {
-    let expected = Expected {
-        issuer: state.config.public_base(),
-        audience: &state.config.oauth.audience,
-    };
+    let expected = state.token_expectations();
     let claims = jwt::verify(&state.keys, token, &expected, state.clock.now()).await?;
     match state.store.is_token_revoked(&claims.jti).await {
         Ok(false) => Ok(claims),
@@ -297,10 +294,7 @@ pub async fn revoke(
         .verifier(&kid)
         .await
         .map_err(ApiError::internal)?;
-    let expected = Expected {
-        issuer: state.config.public_base(),
-        audience: &state.config.oauth.audience,
-    };
+    let expected = state.token_expectations();
     // Expiry does not matter for revocation: an expired token is refused anyway.
     let claims = jwt::verify_ignoring_time(token, alg, key.as_ref(), &expected);
     if let Ok(c) = claims {

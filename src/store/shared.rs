@@ -24,6 +24,26 @@ pub(crate) const AUDIT_COLUMNS: &str = "seq, id, occurred_at, actor_type, actor_
 macro_rules! shared_store_impl {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// Binds a client row as `$1…$13` in `CLIENT_COLUMNS` order.
+            fn bind_client<'q>(
+                q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+                c: &'q $crate::store::ClientRow,
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+                q.bind(&c.client_id)
+                    .bind(&c.client_name)
+                    .bind(&c.redirect_uris)
+                    .bind(&c.grant_types)
+                    .bind(&c.scope)
+                    .bind(&c.token_endpoint_auth_method)
+                    .bind(&c.jwks)
+                    .bind(&c.secret_hash)
+                    .bind(&c.previous_secret_hash)
+                    .bind(c.previous_secret_expires_at)
+                    .bind(c.created_at)
+                    .bind(c.updated_at)
+                    .bind(c.disabled_at)
+            }
+
             async fn insert_signing_key_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 k: &$crate::store::SigningKeyRow,
@@ -303,25 +323,13 @@ macro_rules! shared_store_impl {
                 audit: &$crate::audit::AuditEvent,
             ) -> Result<(), $crate::store::StoreError> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(&format!(
+                let sql = format!(
                     "INSERT INTO oauth_clients ({}) VALUES \
                      ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     $crate::store::shared::CLIENT_COLUMNS
-                ))
-                .bind(&c.client_id)
-                .bind(&c.client_name)
-                .bind(&c.redirect_uris)
-                .bind(&c.grant_types)
-                .bind(&c.scope)
-                .bind(&c.token_endpoint_auth_method)
-                .bind(&c.jwks)
-                .bind(&c.secret_hash)
-                .bind(&c.previous_secret_hash)
-                .bind(c.previous_secret_expires_at)
-                .bind(c.created_at)
-                .bind(c.updated_at)
-                .bind(c.disabled_at)
-                .execute(&mut *tx)
+                );
+                Self::bind_client(sqlx::query(&sql), c)
+                    .execute(&mut *tx)
                 .await?;
                 Self::append_audit_in(&mut tx, audit).await?;
                 tx.commit().await?;
@@ -349,6 +357,7 @@ macro_rules! shared_store_impl {
                 limit: u32,
                 include_disabled: bool,
             ) -> Result<Vec<$crate::store::ClientRow>, $crate::store::StoreError> {
+                // No cursor: every row is created before the end of time.
                 let (at, id) = before.unwrap_or((
                     $crate::clock::Timestamp::from_millis(i64::MAX),
                     String::new(),
@@ -361,7 +370,7 @@ macro_rules! shared_store_impl {
                     $crate::store::shared::CLIENT_COLUMNS
                 ))
                 .bind(at)
-                .bind(if id.is_empty() { "\u{10FFFF}".to_owned() } else { id })
+                .bind(id)
                 .bind(i64::from(limit))
                 .bind(include_disabled)
                 .fetch_all(self.pool())
@@ -375,25 +384,18 @@ macro_rules! shared_store_impl {
                 audit: &$crate::audit::AuditEvent,
             ) -> Result<bool, $crate::store::StoreError> {
                 let mut tx = self.begin_write().await?;
-                let updated = sqlx::query(
-                    "UPDATE oauth_clients SET client_name = $2, redirect_uris = $3, \
-                     grant_types = $4, scope = $5, token_endpoint_auth_method = $6, jwks = $7, \
-                     secret_hash = $8, previous_secret_hash = $9, \
-                     previous_secret_expires_at = $10, updated_at = $11, disabled_at = $12 \
-                     WHERE client_id = $1",
+                // Same parameters as the insert, in CLIENT_COLUMNS order; created_at ($11)
+                // never changes, so it only narrows the WHERE.
+                let updated = Self::bind_client(
+                    sqlx::query(
+                        "UPDATE oauth_clients SET client_name = $2, redirect_uris = $3, \
+                         grant_types = $4, scope = $5, token_endpoint_auth_method = $6, \
+                         jwks = $7, secret_hash = $8, previous_secret_hash = $9, \
+                         previous_secret_expires_at = $10, updated_at = $12, \
+                         disabled_at = $13 WHERE client_id = $1 AND created_at = $11",
+                    ),
+                    c,
                 )
-                .bind(&c.client_id)
-                .bind(&c.client_name)
-                .bind(&c.redirect_uris)
-                .bind(&c.grant_types)
-                .bind(&c.scope)
-                .bind(&c.token_endpoint_auth_method)
-                .bind(&c.jwks)
-                .bind(&c.secret_hash)
-                .bind(&c.previous_secret_hash)
-                .bind(c.previous_secret_expires_at)
-                .bind(c.updated_at)
-                .bind(c.disabled_at)
                 .execute(&mut *tx)
                 .await?;
                 if updated.rows_affected() == 0 {

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use obgate::admin::{self, Actor};
-use obgate::audit::ActorType;
+use obgate::admin;
+use obgate::audit::{Actor, ActorType};
 use obgate::clock::{Clock, SystemClock};
 use obgate::config::Config;
 use obgate::store::Store;
