@@ -15,6 +15,8 @@
 //! | [`admin`] | admin API keys and the check in front of `/api/v0/*` |
 //! | [`audit`] | the append-only, hash-chained audit log |
 //! | [`oauth`] | the authorization server: signing keys, access tokens |
+//! | [`kyc`] | customers, Bond's KYC API, KBA, documents, reviews, identity providers, PII |
+//! | [`events`] | the event outbox, signed webhooks and their dispatcher |
 //! | [`crypto`] | AES-256-GCM sealing of secrets at rest |
 //! | [`health`], [`metrics`], [`docs`], [`telemetry`] | probes, Prometheus, the OpenAPI contract, logging |
 //! | [`cli`] | the `obgate` command line (`main.rs` only calls it) |
@@ -40,8 +42,10 @@ pub mod config;
 pub mod crypto;
 pub mod docs;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod http;
+pub mod kyc;
 pub mod metrics;
 pub mod oauth;
 pub mod state;
@@ -106,12 +110,15 @@ impl App {
             keys.ensure().await?;
         }
         let metrics = Arc::new(Metrics::new());
+        let provider = kyc::provider::from_config(&config.kyc);
         let state = AppState {
             config: Arc::new(config),
             store,
             clock,
             hasher: Arc::new(oauth::secrets::SecretHasher::new(metrics.clone())),
             secret_cache: Arc::default(),
+            provider,
+            events: Arc::default(),
             metrics,
             keys,
         };
@@ -146,7 +153,16 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.config.http.shutdown_grace;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = [
+            tokio::spawn(kyc::worker::run(self.state.clone(), stopped.clone())),
+            tokio::spawn(events::dispatcher::run(self.state.clone(), stopped)),
+        ];
         let result = http::serve(listener, self.router, shutdown, grace).await;
+        let _ = stop.send(true);
+        for w in workers {
+            let _ = w.await;
+        }
         self.state.store.close().await;
         result
     }

@@ -47,4 +47,8 @@ pub struct AppState {
     pub hasher: Arc<SecretHasher>,
     /// Recently verified client secrets.
     pub secret_cache: Arc<crate::oauth::client_auth::SecretCache>,
+    /// The identity-verification provider KYC checks run against.
+    pub provider: Arc<dyn crate::kyc::provider::IdentityProvider>,
+    /// Committed events: wakes the workers, tells in-process listeners.
+    pub events: Arc<crate::events::Hub>,
 }

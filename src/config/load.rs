@@ -11,7 +11,8 @@ use url::Url;
 
 use super::keys::{KeySpec, KEYS};
 use super::{
-    Config, DatabaseUrl, EncryptionKey, HttpConfig, LogFormat, Mode, OAuthConfig, SigningAlg,
+    Config, DatabaseUrl, EncryptionKey, HttpConfig, KycConfig, LogFormat, Mode, OAuthConfig,
+    ProviderConfig, Secret, SigningAlg, WebhookConfig,
 };
 
 /// Where a configuration value came from; error messages and `obgate config` name it.
@@ -368,6 +369,78 @@ pub(super) fn load(
         }
     });
 
+    let provider_name = layers.parse("kyc.provider", |v| match v {
+        "sandbox" | "http" => Ok(v.to_owned()),
+        other => Err(format!(
+            "unknown provider \"{other}\", expected sandbox or http"
+        )),
+    });
+    let provider_url = layers.parse("kyc.provider_url", |v| {
+        let u = Url::parse(v).map_err(|e| format!("\"{v}\" is not a URL: {e}"))?;
+        match u.scheme() {
+            "https" => Ok(u),
+            "http" if !production => Ok(u),
+            _ => Err(if production {
+                "must be https in production".to_owned()
+            } else {
+                "must be an http(s) URL".to_owned()
+            }),
+        }
+    });
+    let provider_api_key = layers.get("kyc.provider_api_key").map(Secret::new);
+    let provider = match provider_name.as_deref() {
+        Some("http") => match provider_url {
+            Some(url) => Some(ProviderConfig::Http {
+                url,
+                api_key: provider_api_key,
+            }),
+            None => {
+                if layers.get("kyc.provider_url").is_none() {
+                    layers.fail("kyc.provider_url", "required when kyc.provider is http");
+                }
+                None
+            }
+        },
+        Some(_) => Some(ProviderConfig::Sandbox),
+        None => None,
+    };
+    let provider_timeout = layers.parse("kyc.provider_timeout", |v| {
+        parse_duration(v, Duration::from_millis(100), Duration::from_secs(120))
+    });
+    let provider_retries = layers.parse("kyc.provider_retries", |v| match v.parse::<u32>() {
+        Ok(n) if n <= 10 => Ok(n),
+        _ => Err(format!("\"{v}\" is not a whole number from 0 to 10")),
+    });
+    let document_max_bytes = layers.parse("kyc.document_max_bytes", |v| {
+        let b: bytesize::ByteSize = v
+            .parse()
+            .map_err(|_| format!("\"{v}\" is not a size like 5MiB"))?;
+        match usize::try_from(b.as_u64()) {
+            Ok(n) if (1024..=32 * 1024 * 1024).contains(&n) => Ok(n),
+            _ => Err(format!("{v} is outside 1KiB–32MiB")),
+        }
+    });
+    let aml_retention = layers.parse("kyc.aml_retention", |v| {
+        parse_duration(v, Duration::ZERO, Duration::from_secs(50 * 366 * 86400))
+    });
+    let retry_schedule = layers.parse("webhooks.retry_schedule", |v| {
+        let steps: Result<Vec<Duration>, String> = v
+            .split_whitespace()
+            .map(|s| parse_duration(s, Duration::ZERO, Duration::from_secs(7 * 86400)))
+            .collect();
+        match steps {
+            Ok(s) if !s.is_empty() && s.len() <= 50 => Ok(s),
+            Ok(_) => Err("expected 1 to 50 durations separated by spaces".to_owned()),
+            Err(e) => Err(e),
+        }
+    });
+    let webhook_timeout = layers.parse("webhooks.timeout", |v| {
+        parse_duration(v, Duration::from_millis(100), Duration::from_secs(120))
+    });
+    let workers_poll_interval = layers.parse("workers.poll_interval", |v| {
+        parse_duration(v, Duration::from_millis(10), Duration::from_secs(600))
+    });
+
     let effective = KEYS
         .iter()
         .filter_map(|spec| {
@@ -426,6 +499,18 @@ pub(super) fn load(
                 secret_rotation_grace: secret_rotation_grace?,
                 secret_cache_ttl: secret_cache_ttl?,
             },
+            kyc: KycConfig {
+                provider: provider?,
+                provider_timeout: provider_timeout?,
+                provider_retries: provider_retries?,
+                document_max_bytes: document_max_bytes?,
+                aml_retention: aml_retention?,
+            },
+            webhooks: WebhookConfig {
+                retry_schedule: retry_schedule?,
+                timeout: webhook_timeout?,
+            },
+            workers_poll_interval: workers_poll_interval?,
             warnings,
             effective,
         })

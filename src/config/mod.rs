@@ -225,6 +225,66 @@ pub struct OAuthConfig {
     pub secret_cache_ttl: Duration,
 }
 
+/// Which identity-verification provider runs KYC checks.
+#[derive(Clone, Debug)]
+pub enum ProviderConfig {
+    /// Built-in deterministic rules (README), for development and tests.
+    Sandbox,
+    /// A real provider's REST API.
+    Http {
+        /// Base URL of the provider's API.
+        url: Url,
+        /// Bearer API key, if the provider wants one.
+        api_key: Option<Secret>,
+    },
+}
+
+/// A secret string from config (an API key), masked in `Debug`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// KYC settings.
+#[derive(Clone, Debug)]
+pub struct KycConfig {
+    /// The identity-verification provider.
+    pub provider: ProviderConfig,
+    /// Timeout of one provider call.
+    pub provider_timeout: Duration,
+    /// Retries on provider 5xx or timeouts.
+    pub provider_retries: u32,
+    /// Largest accepted decoded document image.
+    pub document_max_bytes: usize,
+    /// How long an erased customer's KYC evidence is kept for AML record-keeping.
+    pub aml_retention: Duration,
+}
+
+/// Webhook delivery settings.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Delay before each retry; its length is the number of retries.
+    pub retry_schedule: Vec<Duration>,
+    /// Timeout of one delivery attempt.
+    pub timeout: Duration,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -250,6 +310,12 @@ pub struct Config {
     pub pii_key: EncryptionKey,
     /// The authorization server.
     pub oauth: OAuthConfig,
+    /// Customers and KYC.
+    pub kyc: KycConfig,
+    /// Webhook delivery.
+    pub webhooks: WebhookConfig,
+    /// How often background workers look for due work.
+    pub workers_poll_interval: Duration,
     /// Non-fatal findings (unknown `OBGATE_*` variables), logged at start.
     pub warnings: Vec<String>,
     /// The effective value and origin of each key, for `obgate config` (secrets masked).

@@ -136,3 +136,24 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .unwrap_or("panic");
     ApiError::internal(format!("handler panicked: {detail}")).into_response()
 }
+
+/// Caps every request body at `http.body_limit` while it streams (a `Content-Length` over the
+/// cap is refused before reading), except KYC document uploads, which may carry base64 images
+/// up to `kyc.document_max_bytes` each.
+pub async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = if req.uri().path().ends_with("/verification-kyc/documents") {
+        state.config.kyc.document_max_bytes.saturating_mul(8) + 64 * 1024
+    } else {
+        state.config.http.body_limit
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
+}

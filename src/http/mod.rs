@@ -10,8 +10,10 @@
 //! 6. request timeout (408), body limit (413).
 
 pub mod extract;
+pub mod idempotency;
 pub mod middleware;
 pub mod routes;
+pub mod validate;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +25,6 @@ use axum::http::{Method, StatusCode};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
@@ -41,7 +42,9 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         .merge(crate::oauth::routes())
         .merge(crate::oauth::client_routes(state.clone()))
         .merge(crate::admin::routes(state.clone()))
-        .merge(crate::audit::routes::routes(state.clone()));
+        .merge(crate::audit::routes::routes(state.clone()))
+        .merge(crate::kyc::routes::routes(state.clone()))
+        .merge(crate::events::routes::routes(state.clone()));
     let (router, list) = routes.into_parts();
 
     let http = &state.config.http;
@@ -80,7 +83,10 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
     let router = router
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(http.body_limit))
-        .layer(RequestBodyLimitLayer::new(http.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::limit_body,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout,

@@ -60,6 +60,21 @@ where
         self.add(Method::POST, path, routing::post(handler))
     }
 
+    /// `POST path` whose body may be larger than `http.body_limit` (documents); the global
+    /// streaming cap is raised for the same path in [`super::middleware::limit_body`].
+    pub fn post_with_limit<H, T>(
+        self,
+        path: &str,
+        handler: H,
+        limit: axum::extract::DefaultBodyLimit,
+    ) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.add(Method::POST, path, routing::post(handler).layer(limit))
+    }
+
     /// `PATCH path`.
     pub fn patch<H, T>(self, path: &str, handler: H) -> Self
     where

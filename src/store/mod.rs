@@ -10,6 +10,10 @@
 
 #[macro_use]
 mod shared;
+#[macro_use]
+pub mod events;
+#[macro_use]
+pub mod kyc;
 pub mod postgres;
 pub mod sqlite;
 
@@ -157,8 +161,10 @@ pub struct ClientRow {
 }
 
 /// The storage interface. Every method is instrumented and never logs values it is given.
+/// Parts with many tables have their own trait ([`kyc::KycStore`], [`events::EventStore`]); a
+/// `Store` is all of them.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: kyc::KycStore + events::EventStore + Send + Sync + fmt::Debug {
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// Applies pending migrations (safe to run concurrently from several nodes).

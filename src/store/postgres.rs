@@ -50,3 +50,5 @@ impl PostgresStore {
 }
 
 shared_store_impl!(PostgresStore, Postgres);
+kyc_store_impl!(PostgresStore, Postgres);
+event_store_impl!(PostgresStore, Postgres);

@@ -59,3 +59,5 @@ impl SqliteStore {
 }
 
 shared_store_impl!(SqliteStore, Sqlite);
+kyc_store_impl!(SqliteStore, Sqlite);
+event_store_impl!(SqliteStore, Sqlite);

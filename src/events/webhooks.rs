@@ -1,0 +1,244 @@
+//! Webhook endpoints: registration, the URL policy, and what the API shows of them.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Serialize;
+use serde_json::Value;
+use url::Url;
+
+use super::{signing, EVENT_TYPES};
+use crate::audit::Actor;
+use crate::clock::Timestamp;
+use crate::config::Mode;
+use crate::error::{ApiError, FieldError};
+use crate::http::validate::{verdict, Fields, Rule};
+use crate::state::AppState;
+use crate::store::events::WebhookRow;
+
+/// A webhook URL: http(s), no credentials, no fragment, at most 2,000 characters.
+pub const URL_RULE: Rule = Rule {
+    pattern: r"^https?://[^\s/?#@]+(/[^\s#]*)?$",
+    message:
+        "Not a valid URL: expected http(s)://host[:port][/path] without user info or fragment.",
+};
+
+/// What the API shows of an endpoint (never the secret, except once at creation).
+#[derive(Debug, Serialize)]
+pub struct WebhookView {
+    /// `wh_…`.
+    pub webhook_id: String,
+    /// Destination.
+    pub url: String,
+    /// Subscribed event types.
+    pub events: Vec<String>,
+    /// `active` or `disabled`.
+    pub status: &'static str,
+    /// Why it is disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Registered at.
+    pub date_created: Timestamp,
+}
+
+impl WebhookView {
+    /// The view of a stored endpoint.
+    pub fn of(row: &WebhookRow) -> Self {
+        Self {
+            webhook_id: row.id.clone(),
+            url: row.url.clone(),
+            events: row.events.split_whitespace().map(str::to_owned).collect(),
+            status: if row.disabled_at.is_some() {
+                "disabled"
+            } else {
+                "active"
+            },
+            disabled_reason: row.disabled_reason.clone(),
+            date_created: row.created_at,
+        }
+    }
+}
+
+/// Why an address may not receive webhooks in production: it reaches inside the bank.
+fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden_v4(v4);
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() || v6.is_multicast() {
+                Some("not a unicast address")
+            } else if first & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("private (unique local)")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn forbidden_v4(v4: Ipv4Addr) -> Option<&'static str> {
+    let o = v4.octets();
+    if v4.is_loopback() {
+        Some("loopback")
+    } else if v4.is_private() || (o[0] == 100 && (64..128).contains(&o[1])) {
+        Some("private")
+    } else if v4.is_link_local() {
+        Some("link-local")
+    } else if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || o[0] == 0 {
+        Some("not a unicast address")
+    } else {
+        None
+    }
+}
+
+/// Checks a destination against the mode's policy. Production: https only, and every address
+/// the host resolves to must be public (no loopback, private or link-local), checked at
+/// registration and again before each delivery. Sandbox: http and local receivers allowed.
+pub async fn check_destination(url: &Url, mode: Mode) -> Result<(), String> {
+    if mode == Mode::Sandbox {
+        return Ok(());
+    }
+    if url.scheme() != "https" {
+        return Err("must be https in production".into());
+    }
+    let host = url.host_str().ok_or("has no host")?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| format!("host {host} does not resolve"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("host {host} does not resolve"));
+    }
+    for a in addrs {
+        if let Some(why) = forbidden_address(a.ip()) {
+            return Err(format!(
+                "host {host} resolves to a {why} address; webhooks must go to a public address"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a registration body; returns the URL and the event types.
+pub async fn parse_registration(body: &Value, mode: Mode) -> Result<(Url, Vec<String>), ApiError> {
+    let mut f = Fields::new(body, "").map_err(|e| ApiError::Validation {
+        code: "webhook_post_schema",
+        fields: vec![e],
+    })?;
+    let url = f.string("url", true, &URL_RULE);
+    let mut events = Vec::new();
+    if let Some(items) = f.array("events", true, 1, EVENT_TYPES.len()) {
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str() {
+                Some(t) if EVENT_TYPES.contains(&t) => {
+                    if !events.iter().any(|e| e == t) {
+                        events.push(t.to_owned());
+                    }
+                }
+                _ => f.fail(
+                    &format!("events[{i}]"),
+                    format!(
+                        "Unknown event type; expected one of: {}.",
+                        EVENT_TYPES.join(", ")
+                    ),
+                ),
+            }
+        }
+    }
+    let mut errors = f.finish();
+    let mut parsed = None;
+    if let Some(u) = url {
+        match Url::parse(&u) {
+            Ok(parsed_url) if u.len() <= 2000 => match check_destination(&parsed_url, mode).await {
+                Ok(()) => parsed = Some(parsed_url),
+                Err(why) => errors.push(FieldError::invalid("url", format!("Not allowed: {why}."))),
+            },
+            _ => errors.push(FieldError::invalid("url", URL_RULE.message)),
+        }
+    }
+    verdict("webhook_post_schema", errors)?;
+    match parsed {
+        Some(u) => Ok((u, events)),
+        None => Err(ApiError::internal(
+            "webhook validation passed without a URL",
+        )),
+    }
+}
+
+/// Registers an endpoint; returns its view and the signing secret (shown only now).
+pub async fn register(
+    state: &AppState,
+    url: Url,
+    events: Vec<String>,
+    actor: &Actor,
+) -> Result<(WebhookView, String), ApiError> {
+    let now = state.clock.now();
+    let id = format!("wh_{}", uuid::Uuid::now_v7().simple());
+    let secret = signing::new_secret();
+    let row = WebhookRow {
+        secret: crate::crypto::seal(&state.config.pii_key, id.as_bytes(), secret.as_bytes()),
+        id: id.clone(),
+        url: url.to_string(),
+        events: format!(" {} ", events.join(" ")),
+        created_at: now,
+        disabled_at: None,
+        disabled_reason: None,
+        deleted_at: None,
+    };
+    let audit = actor.event(now, "webhook.create").on("webhook", &id);
+    state.store.insert_webhook(&row, &audit).await?;
+    Ok((WebhookView::of(&row), secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_refused_and_public_ones_allowed() {
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            let ip: IpAddr = bad.parse().unwrap();
+            assert!(forbidden_address(ip).is_some(), "{bad} must be refused");
+        }
+        for good in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"] {
+            let ip: IpAddr = good.parse().unwrap();
+            assert_eq!(forbidden_address(ip), None, "{good} is public");
+        }
+    }
+
+    #[tokio::test]
+    async fn production_wants_https_and_public_hosts() {
+        let http = Url::parse("http://example.com/hook").unwrap();
+        assert!(check_destination(&http, Mode::Production).await.is_err());
+        let local = Url::parse("https://127.0.0.1:9000/hook").unwrap();
+        let err = check_destination(&local, Mode::Production)
+            .await
+            .unwrap_err();
+        assert!(err.contains("loopback"), "{err}");
+        let localhost = Url::parse("https://localhost/hook").unwrap();
+        assert!(check_destination(&localhost, Mode::Production)
+            .await
+            .is_err());
+        assert!(check_destination(&local, Mode::Sandbox).await.is_ok());
+    }
+}

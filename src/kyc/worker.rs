@@ -1,0 +1,54 @@
+//! The background worker that runs identity-provider checks and destroys expired AML records.
+//!
+//! Jobs are rows (`kyc_jobs`) written in the same transaction as the change that queued them,
+//! so a check queued before a crash still runs after the restart. A claim leases the job for
+//! `kyc.provider_timeout × (retries + 1)` plus a minute; a node that dies mid-check leaves the
+//! job to be claimed again when the lease ends. The provider is given the job's reference, so
+//! a provider that de-duplicates on it (the HTTP adapter's `PUT`) runs the check once, and the
+//! outcome is applied only if the customer has not changed since (optimistic version check).
+
+use std::time::Duration;
+
+use crate::state::AppState;
+
+/// A job claimed more often than this (a crash loop) ends as `error`.
+pub const MAX_ATTEMPTS: i32 = 5;
+
+/// Runs until `stop` says so.
+pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let kyc = &state.config.kyc;
+    let lease = kyc.provider_timeout * (kyc.provider_retries + 1) + Duration::from_secs(60);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = state.clock.now();
+        match state.store.purge_aml_records(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "destroyed AML records past their retention"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge AML records"),
+        }
+        let claimed = state.store.claim_kyc_job(now, now.plus(lease)).await;
+        match claimed {
+            Ok(Some(job)) => {
+                if job.attempts > MAX_ATTEMPTS {
+                    tracing::error!(job_id = %job.id, "KYC job keeps failing; giving up");
+                    let _ = state.store.finish_kyc_job(&job.id, now).await;
+                    continue;
+                }
+                if let Err(e) = super::verification::run_job(&state, &job).await {
+                    // The lease ends and the job is tried again.
+                    tracing::warn!(job_id = %job.id, error = %e, "KYC job failed; it will be retried");
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read KYC jobs; retrying"),
+        }
+        tokio::select! {
+            _ = state.events.kyc_jobs.notified() => {}
+            _ = tokio::time::sleep(state.config.workers_poll_interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The HTTP identity-provider adapter against a real HTTP server playing the provider.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use obgate::kyc::{status_of, KycStatus};
+
+use crate::helpers::spawn_with;
+use crate::kyc::{create_customer, start_kyc, verification, wait_for};
+
+/// (method, reference, authorization header, body) of one call to the fake provider.
+type Call = (String, String, String, Value);
+
+/// What the fake provider answers, call by call, and what it saw.
+#[derive(Clone, Default)]
+struct Script {
+    /// Answers to PUT, in order; the last one repeats.
+    puts: Arc<Mutex<Vec<(u16, Value)>>>,
+    /// Answers to GET (poll).
+    gets: Arc<Mutex<Vec<(u16, Value)>>>,
+    /// Delay before answering.
+    delay: Duration,
+    /// (method, path, authorization, body) of every call.
+    seen: Arc<Mutex<Vec<Call>>>,
+}
+
+fn next(list: &Mutex<Vec<(u16, Value)>>) -> (u16, Value) {
+    let mut l = list.lock().unwrap();
+    if l.len() > 1 {
+        l.remove(0)
+    } else {
+        l[0].clone()
+    }
+}
+
+async fn on_put(
+    State(s): State<Script>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> impl IntoResponse {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    s.seen
+        .lock()
+        .unwrap()
+        .push(("PUT".into(), reference, auth, body));
+    tokio::time::sleep(s.delay).await;
+    let (status, v) = next(&s.puts);
+    (StatusCode::from_u16(status).unwrap(), Json(v))
+}
+
+async fn on_get(State(s): State<Script>, Path(reference): Path<String>) -> impl IntoResponse {
+    s.seen
+        .lock()
+        .unwrap()
+        .push(("GET".into(), reference, String::new(), Value::Null));
+    let (status, v) = next(&s.gets);
+    (StatusCode::from_u16(status).unwrap(), Json(v))
+}
+
+async fn provider(script: Script) -> String {
+    let app = Router::new()
+        .route("/v1/verifications/{reference}", put(on_put).get(on_get))
+        .route(
+            "/v1/verifications/{reference}/kba",
+            get(|| async { Json(json!({"questions": []})) }),
+        )
+        .with_state(script);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn app_with(url: &str, timeout: &str) -> crate::helpers::TestApp {
+    spawn_with(&[
+        ("OBGATE_KYC_PROVIDER", "http"),
+        ("OBGATE_KYC_PROVIDER_URL", url),
+        ("OBGATE_KYC_PROVIDER_API_KEY", "provider-secret"),
+        ("OBGATE_KYC_PROVIDER_TIMEOUT", timeout),
+        ("OBGATE_KYC_PROVIDER_RETRIES", "2"),
+        ("OBGATE_WORKERS_POLL_INTERVAL", "50ms"),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn retries_5xx_then_polls_a_pending_check_to_its_outcome() {
+    let script = Script {
+        puts: Arc::new(Mutex::new(vec![
+            (503, json!({})),
+            (200, json!({"status": "pending"})),
+        ])),
+        gets: Arc::new(Mutex::new(vec![(
+            200,
+            json!({"status": "approved", "checks": {"ofac": "passed", "bureau": "passed"}}),
+        )])),
+        ..Script::default()
+    };
+    let url = provider(script.clone()).await;
+    let app = app_with(&url, "2s").await;
+    let id = create_customer(&app, "Jane").await;
+    start_kyc(&app, &id, "123-45-6789").await;
+    let v = wait_for(&app, &id, "passed").await;
+    assert_eq!(v["reasons"]["ofac"], "passed");
+
+    let seen = script.seen.lock().unwrap().clone();
+    let puts: Vec<_> = seen.iter().filter(|s| s.0 == "PUT").collect();
+    assert_eq!(puts.len(), 2, "one retry after the 503");
+    assert_eq!(
+        puts[0].1, puts[1].1,
+        "the retry reuses the reference (idempotent)"
+    );
+    assert_eq!(puts[0].2, "Bearer provider-secret");
+    let applicant = &puts[0].3["applicant"];
+    assert_eq!(applicant["national_id"], "123456789");
+    assert_eq!(applicant["phone"], "+15555550123");
+    assert_eq!(applicant["address"]["postal_code"], "02101");
+    assert!(
+        seen.iter().any(|s| s.0 == "GET" && s.1 == puts[0].1),
+        "polled"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_that_keeps_failing_ends_in_error_never_passed() {
+    let script = Script {
+        puts: Arc::new(Mutex::new(vec![(500, json!({}))])),
+        gets: Arc::new(Mutex::new(vec![(500, json!({}))])),
+        ..Script::default()
+    };
+    let url = provider(script.clone()).await;
+    let app = app_with(&url, "2s").await;
+    let id = create_customer(&app, "Jane").await;
+    start_kyc(&app, &id, "123-45-6789").await;
+    wait_for(&app, &id, "error").await;
+    assert_eq!(
+        script.seen.lock().unwrap().len(),
+        3,
+        "first try + 2 retries"
+    );
+    assert_eq!(
+        status_of(app.store.as_ref(), &id).await.unwrap(),
+        Some(KycStatus::Error)
+    );
+    // A status the adapter does not know is an error too, not a pass.
+    *script.puts.lock().unwrap() = vec![(200, json!({"status": "probably_fine"}))];
+    start_kyc(&app, &id, "123-45-6789").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = verification(&app, &id).await;
+        let history = v["history"].as_array().unwrap().len();
+        if history >= 4 {
+            assert_eq!(v["kyc_status"], "error");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_provider_ends_in_timeout() {
+    let script = Script {
+        puts: Arc::new(Mutex::new(vec![(200, json!({"status": "approved"}))])),
+        gets: Arc::new(Mutex::new(vec![(200, json!({"status": "approved"}))])),
+        delay: Duration::from_secs(3),
+        ..Script::default()
+    };
+    let url = provider(script.clone()).await;
+    let app = app_with(&url, "300ms").await;
+    let id = create_customer(&app, "Jane").await;
+    start_kyc(&app, &id, "123-45-6789").await;
+    wait_for(&app, &id, "timeout").await;
+}
