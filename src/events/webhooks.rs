@@ -15,9 +15,10 @@ use crate::http::validate::{verdict, Fields, Rule};
 use crate::state::AppState;
 use crate::store::events::WebhookRow;
 
-/// A webhook URL: http(s), no credentials, no fragment, at most 2,000 characters.
+/// A webhook URL: http(s), a DNS name or IPv4 address, an optional port, a path and query of
+/// printable ASCII; no credentials, no fragment; at most 2,000 characters.
 pub const URL_RULE: Rule = Rule {
-    pattern: r"^https?://[^\s/?#@]+(/[^\s#]*)?$",
+    pattern: r"^https?://(([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[\x21\x22\x24-\x7e]*)?$",
     message:
         "Not a valid URL: expected http(s)://host[:port][/path] without user info or fragment.",
 };

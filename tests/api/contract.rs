@@ -135,3 +135,57 @@ fn the_spec_states_the_redirect_uri_rule_the_server_enforces() {
         .unwrap();
     assert_eq!(pattern, obgate::oauth::clients::REDIRECT_URI_PATTERN);
 }
+
+#[test]
+fn every_field_rule_the_server_enforces_is_the_pattern_the_spec_states() {
+    fn patterns(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(p)) = m.get("pattern") {
+                    out.insert(p.clone());
+                }
+                m.values().for_each(|x| patterns(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| patterns(x, out)),
+            _ => {}
+        }
+    }
+    let mut stated = std::collections::BTreeSet::new();
+    patterns(&spec::spec(), &mut stated);
+    use obgate::kyc::rules::*;
+    let rules = [
+        NAME,
+        MIDDLE_NAME,
+        DOB,
+        STREET,
+        PLACE,
+        ZIP,
+        PROGRAM_ID,
+        SSN,
+        PHONE,
+        PHONE_COUNTRY_CODE,
+        EMAIL,
+        REASON,
+        obgate::kyc::kba::ID,
+        obgate::kyc::documents::FILE_NAME,
+        obgate::kyc::documents::BASE64,
+        obgate::events::webhooks::URL_RULE,
+    ];
+    for rule in rules {
+        assert!(
+            stated.contains(rule.pattern),
+            "the spec does not state {}",
+            rule.pattern
+        );
+    }
+    let countries = spec::spec()["components"]["schemas"]["CountryCode"]["enum"].clone();
+    assert_eq!(countries, serde_json::json!(COUNTRIES));
+    let events = spec::spec()["components"]["schemas"]["EventType"]["enum"].clone();
+    assert_eq!(events, serde_json::json!(obgate::events::EVENT_TYPES));
+    let statuses = spec::spec()["components"]["schemas"]["KycStatus"]["enum"].clone();
+    let ours: Vec<&str> = obgate::kyc::KycStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(statuses, serde_json::json!(ours));
+}
