@@ -2,10 +2,12 @@
 //!
 //! Jobs are rows (`kyc_jobs`) written in the same transaction as the change that queued them,
 //! so a check queued before a crash still runs after the restart. A claim leases the job for
-//! `kyc.provider_timeout × (retries + 1)` plus a minute; a node that dies mid-check leaves the
+//! its longest possible run (below); a node that dies mid-check leaves the
 //! job to be claimed again when the lease ends. The provider is given the job's reference, so
 //! a provider that de-duplicates on it (the HTTP adapter's `PUT`) runs the check once, and the
 //! outcome is applied only if the customer has not changed since (optimistic version check).
+//! The lease is the longest a check can take (every attempt timing out, plus the backoff
+//! between them) and a few seconds, so a crashed node's check resumes soon after.
 
 use std::time::Duration;
 
@@ -17,7 +19,12 @@ pub const MAX_ATTEMPTS: i32 = 5;
 /// Runs until `stop` says so.
 pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let kyc = &state.config.kyc;
-    let lease = kyc.provider_timeout * (kyc.provider_retries + 1) + Duration::from_secs(60);
+    let backoff: Duration = (0..kyc.provider_retries)
+        .map(|n| Duration::from_millis(200 << n.min(6)))
+        .sum();
+    // A KBA-triggering check makes two provider calls (the check, then the questions).
+    let lease =
+        (kyc.provider_timeout * (kyc.provider_retries + 1) + backoff) * 2 + Duration::from_secs(5);
     loop {
         if *stop.borrow() {
             return;

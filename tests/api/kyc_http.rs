@@ -25,8 +25,8 @@ struct Script {
     puts: Arc<Mutex<Vec<(u16, Value)>>>,
     /// Answers to GET (poll).
     gets: Arc<Mutex<Vec<(u16, Value)>>>,
-    /// Delay before answering.
-    delay: Duration,
+    /// Delay before answering each PUT, in order; the last one repeats (none: no delay).
+    delays: Arc<Mutex<Vec<Duration>>>,
     /// (method, path, authorization, body) of every call.
     seen: Arc<Mutex<Vec<Call>>>,
 }
@@ -55,7 +55,15 @@ async fn on_put(
         .lock()
         .unwrap()
         .push(("PUT".into(), reference, auth, body));
-    tokio::time::sleep(s.delay).await;
+    let delay = {
+        let mut d = s.delays.lock().unwrap();
+        match d.len() {
+            0 => Duration::ZERO,
+            1 => d[0],
+            _ => d.remove(0),
+        }
+    };
+    tokio::time::sleep(delay).await;
     let (status, v) = next(&s.puts);
     (StatusCode::from_u16(status).unwrap(), Json(v))
 }
@@ -175,7 +183,7 @@ async fn a_slow_provider_ends_in_timeout() {
     let script = Script {
         puts: Arc::new(Mutex::new(vec![(200, json!({"status": "approved"}))])),
         gets: Arc::new(Mutex::new(vec![(200, json!({"status": "approved"}))])),
-        delay: Duration::from_secs(3),
+        delays: Arc::new(Mutex::new(vec![Duration::from_secs(3)])),
         ..Script::default()
     };
     let url = provider(script.clone()).await;
@@ -183,4 +191,128 @@ async fn a_slow_provider_ends_in_timeout() {
     let id = create_customer(&app, "Jane").await;
     start_kyc(&app, &id, "123-45-6789").await;
     wait_for(&app, &id, "timeout").await;
+}
+
+#[tokio::test]
+async fn a_check_cut_off_by_a_crash_resumes_after_restart_and_applies_once() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let script = Script {
+        puts: Arc::new(Mutex::new(vec![(200, json!({"status": "approved"}))])),
+        gets: Arc::new(Mutex::new(vec![(200, json!({"status": "approved"}))])),
+        // The first call hangs past the crash; the retry after the restart answers at once.
+        delays: Arc::new(Mutex::new(vec![Duration::from_secs(60), Duration::ZERO])),
+        ..Script::default()
+    };
+    let url = provider(script.clone()).await;
+    let db = crate::helpers::TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_obgate"))
+            .env_clear()
+            .env("OBGATE_DATABASE_URL", &db.url)
+            .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("OBGATE_KYC_PROVIDER", "http")
+            .env("OBGATE_KYC_PROVIDER_URL", &url)
+            .env("OBGATE_KYC_PROVIDER_TIMEOUT", "3s")
+            .env("OBGATE_KYC_PROVIDER_RETRIES", "0")
+            .env("OBGATE_WORKERS_POLL_INTERVAL", "100ms")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let key = String::from_utf8(
+        Command::new(env!("CARGO_BIN_EXE_obgate"))
+            .env_clear()
+            .env("OBGATE_DATABASE_URL", &db.url)
+            .args(["admin-key", "create", "--name", "crash"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let ready = |http: reqwest::Client, base: String| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/readyz")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "obgate did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let mut child = start();
+    ready(http.clone(), base.clone()).await;
+    let c: Value = http
+        .post(format!("{base}/api/v0/customers"))
+        .bearer_auth(&key)
+        .json(&crate::kyc::customer_body("Jane"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = c["customer_id"].as_str().unwrap().to_owned();
+    let r = http
+        .post(format!("{base}/api/v0/customers/{id}/verification-kyc"))
+        .bearer_auth(&key)
+        .json(&crate::kyc::kyc_body("123-45-6789"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Kill the process while the provider is still working on the check.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while script.seen.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the check never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut child = start();
+    ready(http.clone(), base.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let v = loop {
+        let v: Value = http
+            .get(format!("{base}/api/v0/customers/{id}/verification-kyc"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["kyc_status"] == "passed" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the check did not resume: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let seen = script.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "submitted once before the crash, once after");
+    assert_eq!(
+        seen[0].1, seen[1].1,
+        "under the same reference, so the provider de-duplicates"
+    );
+    let passes = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["to"] == "passed")
+        .count();
+    assert_eq!(passes, 1, "the outcome is applied once");
 }
