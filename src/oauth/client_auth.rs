@@ -1,8 +1,10 @@
 //! Client authentication, the one module every client-authenticated endpoint uses.
 //!
 //! `client_secret_basic` (RFC 6749 §2.3.1: `Authorization: Basic` of the form-urlencoded id and
-//! secret) and `client_secret_post` (`client_id` + `client_secret` in the body). A client must
-//! use the method it registered. Exactly one method per request.
+//! secret), `client_secret_post` (`client_id` + `client_secret` in the body) and
+//! `private_key_jwt` (`client_assertion` + `client_assertion_type`, RFC 7523; see
+//! [`super::assertion`]). A client must use the method it registered. Exactly one method per
+//! request.
 //!
 //! Secrets are checked with argon2 off the runtime (see [`super::secrets`]). A verified
 //! (client, secret) pair is remembered for `oauth.secret_cache_ttl`, so a TPP that asks for
@@ -80,6 +82,7 @@ pub type Params = HashMap<String, String>;
 enum Presented {
     Basic { id: String, secret: String },
     Post { id: String, secret: String },
+    Jwt { id: String, assertion: String },
 }
 
 fn invalid_request(description: impl Into<String>) -> ApiError {
@@ -128,11 +131,27 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ApiError
             secret: decode(secret),
         });
     }
-    if assertion.is_some() {
-        return Err(invalid_client(
-            false,
-            "private_key_jwt client authentication is not enabled on this server",
-        ));
+    if let Some(assertion) = assertion {
+        if params.get("client_assertion_type").map(String::as_str)
+            != Some(super::assertion::ASSERTION_TYPE)
+        {
+            return Err(invalid_request(format!(
+                "client_assertion_type must be {}",
+                super::assertion::ASSERTION_TYPE
+            )));
+        }
+        let id = super::assertion::claimed_client(assertion)
+            .ok_or_else(|| invalid_client(false, "client_assertion is not a valid JWT"))?;
+        if params.get("client_id").is_some_and(|c| *c != id) {
+            return Err(invalid_client(
+                false,
+                "client_id does not match the client_assertion's iss",
+            ));
+        }
+        return Ok(Presented::Jwt {
+            id,
+            assertion: assertion.clone(),
+        });
     }
     match (params.get("client_id"), post_secret) {
         (Some(id), Some(secret)) => Ok(Presented::Post {
@@ -175,6 +194,9 @@ pub async fn authenticate(
     let (id, secret, method, basic) = match presented {
         Presented::Basic { id, secret } => (id, secret, "client_secret_basic", true),
         Presented::Post { id, secret } => (id, secret, "client_secret_post", false),
+        Presented::Jwt { id, assertion } => {
+            return authenticate_assertion(state, &id, &assertion, interaction).await
+        }
     };
     let generic = "client authentication failed";
     let row = state.store.get_client(&id).await?;
@@ -231,6 +253,36 @@ pub async fn authenticate(
         return Err(invalid_client(basic, generic));
     }
     Ok(Authenticated { client, method })
+}
+
+/// `private_key_jwt`: the client's registered keys verify the assertion.
+async fn authenticate_assertion(
+    state: &AppState,
+    id: &str,
+    assertion: &str,
+    interaction: Option<&str>,
+) -> Result<Authenticated, ApiError> {
+    let Some(client) = state.store.get_client(id).await? else {
+        deny(state, id, "unknown_client", interaction).await?;
+        return Err(invalid_client(false, "client authentication failed"));
+    };
+    if client.disabled_at.is_some() || client.token_endpoint_auth_method != "private_key_jwt" {
+        let reason = if client.disabled_at.is_some() {
+            "client_disabled"
+        } else {
+            "wrong_auth_method"
+        };
+        deny(state, &client.client_id, reason, interaction).await?;
+        return Err(invalid_client(false, "client authentication failed"));
+    }
+    if let Err(refusal) = super::assertion::verify(state, &client, assertion).await {
+        deny(state, &client.client_id, refusal.code(), interaction).await?;
+        return Err(invalid_client(false, refusal.hint()));
+    }
+    Ok(Authenticated {
+        client,
+        method: "private_key_jwt",
+    })
 }
 
 async fn deny(

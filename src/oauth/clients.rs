@@ -23,9 +23,12 @@ use crate::store::{ClientRow, Store};
 pub const GRANT_TYPES: [&str; 3] = ["client_credentials", "authorization_code", "refresh_token"];
 /// Scopes a client may register.
 pub const SCOPES: [&str; 1] = ["accounts"];
-/// Client authentication methods at the token endpoint. (`private_key_jwt` registration opens
-/// when its verification lands; until then such a client could never authenticate.)
-pub const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+/// Client authentication methods at the token endpoint.
+pub const AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
 
 /// Registration or update input (RFC 7591 names). Absent fields keep their value on update
 /// and take the default on create.
@@ -164,23 +167,41 @@ fn validate_redirect_uri(uri: &str, mode: Mode) -> Result<(), String> {
     }
 }
 
+/// A JWK set for `private_key_jwt`: 1–10 public keys, each EC P-256 (`x`, `y`) for ES256 or
+/// RSA of at least 2048 bits (`n`, `e`) for PS256, no private members; the OpenAPI
+/// `ClientJwks` schema states the same rules.
 fn validate_jwks(jwks: &Value) -> Result<(), String> {
+    let b64url = |s: Option<&str>, min: usize, max: usize| {
+        s.is_some_and(|v| {
+            (min..=max).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    };
     let keys = jwks
         .get("keys")
         .and_then(Value::as_array)
-        .filter(|k| !k.is_empty())
-        .ok_or("must be a JWK set with at least one key: {\"keys\": [...]}")?;
-    let mut kids = std::collections::HashSet::new();
+        .filter(|k| (1..=10).contains(&k.len()))
+        .ok_or("must be a JWK set with 1 to 10 keys: {\"keys\": [...]}")?;
     for (i, k) in keys.iter().enumerate() {
         let s = |f: &str| k.get(f).and_then(Value::as_str);
-        let ok = match (s("kty"), s("crv")) {
-            (Some("EC"), Some("P-256")) => s("x").is_some() && s("y").is_some(),
-            (Some("RSA"), _) => s("n").is_some() && s("e").is_some(),
+        let ok = match s("kty") {
+            Some("EC") => {
+                s("crv") == Some("P-256")
+                    && b64url(s("x"), 43, 43)
+                    && b64url(s("y"), 43, 43)
+                    && k.get("alg").is_none_or(|a| a == "ES256")
+            }
+            Some("RSA") => {
+                b64url(s("n"), 342, 2048)
+                    && b64url(s("e"), 1, 8)
+                    && k.get("alg").is_none_or(|a| a == "PS256")
+            }
             _ => false,
         };
         if !ok {
             return Err(format!(
-                "keys[{i}] must be an EC P-256 (x, y) or RSA (n, e) public key"
+                "keys[{i}] must be an EC P-256 public key (x, y; alg ES256) or an RSA public key of 2048 bits or more (n, e; alg PS256)"
             ));
         }
         if k.get("d").is_some() {
@@ -188,9 +209,8 @@ fn validate_jwks(jwks: &Value) -> Result<(), String> {
                 "keys[{i}] contains a private key; send public keys only"
             ));
         }
-        let kid = s("kid").ok_or(format!("keys[{i}] needs a kid"))?;
-        if !kids.insert(kid.to_owned()) {
-            return Err(format!("kid {kid} appears twice"));
+        if k.get("kid").is_some_and(|v| !v.is_string()) {
+            return Err(format!("keys[{i}].kid must be a string"));
         }
     }
     Ok(())

@@ -22,7 +22,7 @@ pub fn routes() -> Routes<AppState> {
 /// `issuer` exactly as configured.
 async fn metadata(State(state): State<AppState>) -> Json<Value> {
     let base = state.config.public_base();
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    let auth_methods = super::clients::AUTH_METHODS;
     Json(serde_json::json!({
         "issuer": base,
         "token_endpoint": format!("{base}/oauth2/token"),
@@ -35,6 +35,7 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
         "token_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256"],
         "authorization_details_types_supported": [super::token::AUTHORIZATION_DETAILS_TYPE],
         "access_token_signing_alg_values_supported": ["ES256", "PS256"],
     }))

@@ -247,6 +247,15 @@ pub trait Store: kyc::KycStore + events::EventStore + Send + Sync + fmt::Debug {
         expires_at: Timestamp,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
+    /// Records a client assertion's `jti` until `expires_at`; `false` when this client used
+    /// it before (a replay). Purges expired ones.
+    async fn use_client_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Whether a `jti` is on the deny list.
     async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
 

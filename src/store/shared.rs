@@ -436,6 +436,32 @@ macro_rules! shared_store_impl {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn use_client_assertion(
+                &self,
+                client_id: &str,
+                jti: &str,
+                expires_at: $crate::clock::Timestamp,
+                now: $crate::clock::Timestamp,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("DELETE FROM client_assertions WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query(
+                    "INSERT INTO client_assertions (client_id, jti, expires_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(client_id)
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn is_token_revoked(&self, jti: &str) -> Result<bool, $crate::store::StoreError> {
                 let found: Option<(String,)> =
                     sqlx::query_as("SELECT jti FROM revoked_tokens WHERE jti = $1")

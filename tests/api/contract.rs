@@ -151,7 +151,7 @@ fn every_field_rule_the_server_enforces_is_the_pattern_the_spec_states() {
         }
     }
     let mut stated = std::collections::BTreeSet::new();
-    patterns(&spec::spec(), &mut stated);
+    patterns(spec::spec(), &mut stated);
     use obgate::kyc::rules::*;
     let rules = [
         NAME,

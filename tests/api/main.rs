@@ -15,6 +15,7 @@ mod kyc;
 mod kyc_http;
 mod oauth;
 mod pii;
+mod private_key_jwt;
 mod spec;
 mod store;
 mod webhooks;

@@ -59,7 +59,7 @@ async fn tpp_token(
 }
 
 /// A form POST with Basic credentials (or none).
-async fn form(app: &TestApp, path: &str, creds: Option<(&str, &str)>, body: &str) -> Resp {
+pub async fn form(app: &TestApp, path: &str, creds: Option<(&str, &str)>, body: &str) -> Resp {
     let mut rb = app
         .request(Method::POST, path)
         .header("content-type", "application/x-www-form-urlencoded")
@@ -551,7 +551,15 @@ async fn metadata_lists_what_the_server_supports() {
     assert_eq!(m["grant_types_supported"], json!(["client_credentials"]));
     assert_eq!(
         m["token_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post"])
+        json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ])
+    );
+    assert_eq!(
+        m["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["ES256", "PS256"])
     );
     assert_eq!(
         m["authorization_details_types_supported"],
@@ -587,7 +595,7 @@ async fn client_registration_rules_and_management() {
         "redirect_uris[0]",
         "redirect_uris[1]",
         "scope",
-        "token_endpoint_auth_method",
+        "jwks",
     ] {
         assert!(m[field].is_array(), "{field} not reported: {m}");
     }
