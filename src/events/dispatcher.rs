@@ -1,6 +1,6 @@
 //! Delivers webhook events: signed, retried on a schedule, recorded, and resumed after restarts.
 //!
-//! The loop claims one due delivery at a time with a lease (`webhooks.timeout` + 30 s), so a
+//! The loop claims one due delivery at a time with a lease (`webhooks.timeout` + 5 s), so a
 //! node that dies mid-delivery leaves it to be claimed again once the lease ends: every event
 //! is delivered at least once, always under its own `webhook-id`, which receivers use to drop
 //! duplicates. Up to [`MAX_IN_FLIGHT`] deliveries run at once so one slow receiver does not hold
@@ -41,7 +41,7 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
         }
     };
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let lease = state.config.webhooks.timeout + Duration::from_secs(30);
+    let lease = state.config.webhooks.timeout + Duration::from_secs(5);
     loop {
         if *stop.borrow() {
             return;
