@@ -82,9 +82,40 @@ impl FieldError {
     }
 }
 
+/// One entry of an Open Banking `OBErrorResponse1.Errors` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObError {
+    /// A `UK.OBIE.*` code.
+    pub code: &'static str,
+    /// What is wrong, for the TPP developer.
+    pub message: String,
+    /// JSON path of the field (`Data.Permissions`), when a field is at fault.
+    pub path: Option<String>,
+}
+
+impl ObError {
+    /// An error about a field.
+    pub fn field(code: &'static str, path: &str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            path: Some(path.to_owned()),
+        }
+    }
+}
+
 /// Every way a request can fail.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum ApiError {
+    /// An Open Banking error with its `UK.OBIE.*` codes (400 or 403 with a body, as the UK OB
+    /// specification defines them).
+    #[error("{}", .errors.first().map(|e| e.message.as_str()).unwrap_or("open banking error"))]
+    OpenBanking {
+        /// HTTP status.
+        status: StatusCode,
+        /// The errors; at least one.
+        errors: Vec<ObError>,
+    },
     /// 400: one or more fields are missing or malformed; every one is listed.
     #[error("validation failed")]
     Validation {
@@ -195,7 +226,7 @@ impl ApiError {
         match self {
             ApiError::Validation { .. } | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::OAuth { status, .. } => *status,
+            ApiError::OAuth { status, .. } | ApiError::OpenBanking { status, .. } => *status,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -217,6 +248,10 @@ impl ApiError {
             | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::OAuth { error, .. } => error,
+            ApiError::OpenBanking { errors, .. } => errors
+                .first()
+                .map(|e| e.code)
+                .unwrap_or("UK.OBIE.UnexpectedError"),
             ApiError::NotFound { .. } => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -238,6 +273,11 @@ impl ApiError {
                 format!("invalid request: {}", list.join("; "))
             }
             ApiError::OAuth { description, .. } => description.clone(),
+            ApiError::OpenBanking { errors, .. } => errors
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
             ApiError::BadRequest { message, .. }
             | ApiError::Unauthorized { message, .. }
             | ApiError::Forbidden { message, .. }
@@ -321,6 +361,16 @@ impl ApiError {
             return None;
         }
         let errors: Vec<Value> = match self {
+            ApiError::OpenBanking { errors, .. } => errors
+                .iter()
+                .map(|e| {
+                    let mut v = json!({"ErrorCode": e.code, "Message": truncate(&e.message, 500)});
+                    if let (Some(p), Some(obj)) = (&e.path, v.as_object_mut()) {
+                        obj.insert("Path".into(), json!(truncate(p, 500)));
+                    }
+                    v
+                })
+                .collect(),
             ApiError::Validation { fields, .. } => fields
                 .iter()
                 .map(|f| {

@@ -15,6 +15,7 @@
 //! | [`admin`] | admin API keys and the check in front of `/api/v0/*` |
 //! | [`audit`] | the append-only, hash-chained audit log |
 //! | [`oauth`] | the authorization server: signing keys, access tokens |
+//! | [`consent`] | UK OB account-access consents, the authorization flow, the KYC gate |
 //! | [`kyc`] | customers, Bond's KYC API, KBA, documents, reviews, identity providers, PII |
 //! | [`events`] | the event outbox, signed webhooks and their dispatcher |
 //! | [`crypto`] | AES-256-GCM sealing of secrets at rest |
@@ -39,6 +40,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod consent;
 pub mod crypto;
 pub mod docs;
 pub mod error;

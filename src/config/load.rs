@@ -11,8 +11,8 @@ use url::Url;
 
 use super::keys::{KeySpec, KEYS};
 use super::{
-    Config, DatabaseUrl, EncryptionKey, HttpConfig, KycConfig, LogFormat, Mode, OAuthConfig,
-    ProviderConfig, Secret, SigningAlg, WebhookConfig,
+    Config, ConsentConfig, DatabaseUrl, EncryptionKey, HttpConfig, KycConfig, LogFormat, Mode,
+    OAuthConfig, ProviderConfig, Secret, SigningAlg, WebhookConfig,
 };
 
 /// Where a configuration value came from; error messages and `obgate config` name it.
@@ -437,6 +437,42 @@ pub(super) fn load(
     let webhook_timeout = layers.parse("webhooks.timeout", |v| {
         parse_duration(v, Duration::from_millis(100), Duration::from_secs(120))
     });
+    let refresh_token_ttl = layers.parse("oauth.refresh_token_ttl", |v| {
+        parse_duration(
+            v,
+            Duration::from_secs(60),
+            Duration::from_secs(3650 * 86400),
+        )
+    });
+    let require_par = layers.parse("oauth.require_par", parse_bool);
+    let request_uri_ttl = layers.parse("oauth.request_uri_ttl", |v| {
+        parse_duration(v, Duration::from_secs(10), Duration::from_secs(600))
+    });
+    if layers.get("consents.ui_url").is_none() {
+        if let Some(u) = &public_url {
+            layers.values.insert(
+                "consents.ui_url",
+                Raw {
+                    value: format!("{}/consent", u.as_str().trim_end_matches('/')),
+                    source: Source::Derived,
+                },
+            );
+        }
+    }
+    let ui_url = layers.parse("consents.ui_url", |v| {
+        let u = Url::parse(v).map_err(|e| format!("\"{v}\" is not a URL: {e}"))?;
+        match u.scheme() {
+            "https" => Ok(u),
+            "http" if !production => Ok(u),
+            _ => Err("must be an https URL".to_owned()),
+        }
+    });
+    let authorisation_window = layers.parse("consents.authorisation_window", |v| {
+        parse_duration(v, Duration::from_secs(60), Duration::from_secs(30 * 86400))
+    });
+    let challenge_ttl = layers.parse("consents.challenge_ttl", |v| {
+        parse_duration(v, Duration::from_secs(30), Duration::from_secs(3600))
+    });
     let workers_poll_interval = layers.parse("workers.poll_interval", |v| {
         parse_duration(v, Duration::from_millis(10), Duration::from_secs(600))
     });
@@ -498,6 +534,14 @@ pub(super) fn load(
                 key_encryption_key: key_encryption_key?,
                 secret_rotation_grace: secret_rotation_grace?,
                 secret_cache_ttl: secret_cache_ttl?,
+                refresh_token_ttl: refresh_token_ttl?,
+                require_par: require_par?,
+                request_uri_ttl: request_uri_ttl?,
+            },
+            consents: ConsentConfig {
+                ui_url: ui_url?,
+                authorisation_window: authorisation_window?,
+                challenge_ttl: challenge_ttl?,
             },
             kyc: KycConfig {
                 provider: provider?,

@@ -223,6 +223,23 @@ pub struct OAuthConfig {
     pub secret_rotation_grace: Duration,
     /// How long a verified client secret skips argon2.
     pub secret_cache_ttl: Duration,
+    /// Refresh-token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// Refuse authorization requests that were not pushed (PAR).
+    pub require_par: bool,
+    /// PAR `request_uri` lifetime.
+    pub request_uri_ttl: Duration,
+}
+
+/// Consent settings.
+#[derive(Clone, Debug)]
+pub struct ConsentConfig {
+    /// The bank's login-and-consent UI.
+    pub ui_url: Url,
+    /// How long a new consent can be authorised.
+    pub authorisation_window: Duration,
+    /// How long the consent UI has to decide.
+    pub challenge_ttl: Duration,
 }
 
 /// Which identity-verification provider runs KYC checks.
@@ -312,6 +329,8 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// Customers and KYC.
     pub kyc: KycConfig,
+    /// Consents and the authorization flow.
+    pub consents: ConsentConfig,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
     /// How often background workers look for due work.

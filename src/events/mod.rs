@@ -32,6 +32,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "kyc.verification.timeout",
     "kyc.verification.suspended",
     "customer.erased",
+    "consent.authorised",
+    "consent.rejected",
+    "consent.revoked",
+    "consent.deleted",
 ];
 
 /// A new outbox event of `kind` (one of [`EVENT_TYPES`]) with an ids-only payload.

@@ -89,7 +89,15 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
     res
 }
 
+/// Marks a response whose error body is deliberate (an HTML page for a browser), so
+/// [`render_errors`] leaves it as it is.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliberatePage;
+
 fn is_framework_error(res: &Response) -> bool {
+    if res.extensions().get::<DeliberatePage>().is_some() {
+        return false;
+    }
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return false;

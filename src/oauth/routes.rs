@@ -15,6 +15,8 @@ pub fn routes() -> Routes<AppState> {
         .post("/oauth2/token", super::token::token)
         .post("/oauth2/introspect", super::token::introspect)
         .post("/oauth2/revoke", super::token::revoke)
+        .post("/oauth2/par", crate::consent::flow::par)
+        .get("/oauth2/authorize", crate::consent::flow::authorize)
         .get("/.well-known/oauth-authorization-server", metadata)
 }
 
@@ -29,8 +31,13 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
         "jwks_uri": format!("{base}/oauth2/jwks"),
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
+        "authorization_endpoint": format!("{base}/oauth2/authorize"),
+        "pushed_authorization_request_endpoint": format!("{base}/oauth2/par"),
+        "require_pushed_authorization_requests": state.config.oauth.require_par,
+        "authorization_response_iss_parameter_supported": true,
+        "grant_types_supported": super::clients::GRANT_TYPES,
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
         "scopes_supported": super::clients::SCOPES,
         "token_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,

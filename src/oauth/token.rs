@@ -3,11 +3,17 @@
 //! Requests are `application/x-www-form-urlencoded`, each parameter at most once (RFC 6749
 //! §3.2). Errors are RFC 6749 §5.2 bodies. Every issuance and refusal is audited.
 //!
-//! Grants: `client_credentials` (RFC 6749 §4.4). A client-level token is what a TPP uses to
-//! create consents. Asking for a customer-bound token with `authorization_details` (RFC 9396,
-//! type `openbanking_account_access`, naming a `consent_id`) needs an `Authorised` consent of
-//! this client, and until consents exist on this server every such request is refused with
-//! `invalid_grant`. `authorization_code` and `refresh_token` arrive with consents.
+//! Grants:
+//! - `client_credentials` (RFC 6749 §4.4): a client-level token, what a TPP uses to create
+//!   consents; with `authorization_details` (RFC 9396, type `openbanking_account_access`
+//!   naming a `consent_id`) a customer-bound token instead, when the consent passes
+//!   [`crate::consent::check_access`] (this client's, `Authorised`, not expired, customer's KYC
+//!   `passed`) — otherwise `invalid_grant` saying which check failed.
+//! - `authorization_code` with PKCE S256 (RFC 6749 §4.1, RFC 7636): the code from the consent
+//!   approval, single-use, 60 s, bound to client, redirect URI and consent; a second use
+//!   revokes every token issued from the first. The consent is checked again.
+//! - `refresh_token` (§6): opaque, stored as a hash, rotated on every use; presenting a used
+//!   one revokes its whole family. Each refresh checks the consent again.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,7 +21,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine;
 use serde_json::{json, Value};
+use sha2::Digest;
 
 use super::client_auth::{authenticate, Authenticated, Params};
 use super::jwt::{self, AccessClaims, TokenError};
@@ -41,7 +49,7 @@ fn bad(error: &'static str, description: impl Into<String>) -> ApiError {
 
 /// Parameters RFC 6749 and its extensions define; these must not repeat (§3.2). Unknown
 /// parameters are ignored, repeated or not.
-const KNOWN_PARAMS: [&str; 13] = [
+const KNOWN_PARAMS: [&str; 19] = [
     "grant_type",
     "scope",
     "client_id",
@@ -55,6 +63,12 @@ const KNOWN_PARAMS: [&str; 13] = [
     "refresh_token",
     "token",
     "token_type_hint",
+    "response_type",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "request_uri",
+    "request",
 ];
 
 /// Parses a form body: right content type, no defined parameter repeated.
@@ -114,6 +128,10 @@ pub async fn token(
     }
 }
 
+fn has_grant(client: &crate::store::ClientRow, grant: &str) -> bool {
+    client.grant_types.split_whitespace().any(|g| g == grant)
+}
+
 async fn grant(
     state: &AppState,
     auth: &Authenticated,
@@ -123,31 +141,26 @@ async fn grant(
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| bad("invalid_request", "grant_type is required"))?;
+    let client = &auth.client;
     match grant_type.as_str() {
-        "client_credentials" => {}
-        "authorization_code" | "refresh_token" => {
-            return Err(bad(
-                "unsupported_grant_type",
-                format!("{grant_type} is not enabled on this server yet; use client_credentials"),
-            ))
-        }
+        "client_credentials" | "authorization_code" | "refresh_token" => {}
         other => {
             return Err(bad(
                 "unsupported_grant_type",
-                format!("unknown grant_type {other:?}; this server supports client_credentials"),
+                format!("unknown grant_type {other:?}; this server supports client_credentials, authorization_code and refresh_token"),
             ))
         }
     }
-    let client = &auth.client;
-    if !client
-        .grant_types
-        .split_whitespace()
-        .any(|g| g == "client_credentials")
-    {
+    if !has_grant(client, grant_type) {
         return Err(bad(
             "unauthorized_client",
-            "this client is not registered for the client_credentials grant",
+            format!("this client is not registered for the {grant_type} grant"),
         ));
+    }
+    match grant_type.as_str() {
+        "authorization_code" => return code_grant(state, client, params, interaction).await,
+        "refresh_token" => return refresh_grant(state, client, params, interaction).await,
+        _ => {}
     }
     let allowed: Vec<&str> = client.scope.split_whitespace().collect();
     let scope = match params.get("scope") {
@@ -168,10 +181,14 @@ async fn grant(
     };
     if let Some(details) = params.get("authorization_details") {
         let consent_id = consent_of(details)?;
-        return Err(bad(
-            "invalid_grant",
-            format!("consent {consent_id} is not an Authorised consent of this client"),
-        ));
+        let consent = granted_consent(state, &consent_id, &client.client_id).await?;
+        let bound = Bound {
+            consent: &consent,
+            scope: &scope,
+            family_id: None,
+            refresh: false,
+        };
+        return issue_bound(state, client, bound, interaction).await;
     }
 
     let set = state.keys.current().await.map_err(ApiError::internal)?;
@@ -209,8 +226,306 @@ async fn grant(
     .into_response())
 }
 
+/// The consent behind a customer-bound grant, or `invalid_grant` saying which check failed.
+async fn granted_consent(
+    state: &AppState,
+    consent_id: &str,
+    client_id: &str,
+) -> Result<crate::store::consents::ConsentRow, ApiError> {
+    match crate::consent::check_access(state, consent_id, client_id).await {
+        Ok(c) => Ok(c),
+        Err(Ok(denial)) => Err(bad("invalid_grant", denial.describe(consent_id))),
+        Err(Err(e)) => Err(e),
+    }
+}
+
+/// What a customer-bound token is issued under.
+struct Bound<'a> {
+    consent: &'a crate::store::consents::ConsentRow,
+    scope: &'a str,
+    family_id: Option<&'a str>,
+    refresh: bool,
+}
+
+/// Issues a customer-bound access token (and a refresh token for code and refresh grants).
+async fn issue_bound(
+    state: &AppState,
+    client: &crate::store::ClientRow,
+    b: Bound<'_>,
+    interaction: &InteractionId,
+) -> Result<Response, ApiError> {
+    let customer_id = b
+        .consent
+        .customer_id
+        .clone()
+        .ok_or_else(|| ApiError::internal("authorised consent without a customer"))?;
+    let set = state.keys.current().await.map_err(ApiError::internal)?;
+    let now = state.clock.now();
+    let ttl = state.config.oauth.access_token_ttl;
+    let iat = now.millis() / 1000;
+    let claims = AccessClaims {
+        iss: state.config.public_base().to_owned(),
+        sub: customer_id.clone(),
+        aud: state.config.oauth.audience.clone(),
+        exp: iat + ttl.as_secs() as i64,
+        iat,
+        nbf: iat,
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: client.client_id.clone(),
+        scope: b.scope.to_owned(),
+        consent_id: Some(b.consent.consent_id.clone()),
+    };
+    let token = jwt::sign(&set, &claims).map_err(ApiError::internal)?;
+    let refresh = if b.refresh {
+        let secret = crate::consent::flow::random_token();
+        let lifetime = now.plus(state.config.oauth.refresh_token_ttl);
+        let expires_at = match b.consent.expiration_at {
+            Some(t) if t < lifetime => t,
+            _ => lifetime,
+        };
+        Some((
+            secret.clone(),
+            crate::store::consents::RefreshRow {
+                token_hash: crate::consent::flow::hash(&secret),
+                family_id: b.family_id.unwrap_or_default().to_owned(),
+                client_id: client.client_id.clone(),
+                consent_id: b.consent.consent_id.clone(),
+                customer_id,
+                scope: b.scope.to_owned(),
+                created_at: now,
+                expires_at,
+                used_at: None,
+                revoked_at: None,
+            },
+        ))
+    } else {
+        None
+    };
+    let audit = AuditEvent::new(
+        now,
+        ActorType::Client,
+        client.client_id.clone(),
+        "token.issue",
+    )
+    .on("access_token", claims.jti.clone())
+    .interaction(Some(&interaction.0));
+    let issuance = crate::store::consents::Issuance {
+        jti: &claims.jti,
+        consent_id: &b.consent.consent_id,
+        family_id: b.family_id,
+        client_id: &client.client_id,
+        expires_at: crate::clock::Timestamp::from_millis(claims.exp * 1000),
+        refresh: refresh.as_ref().map(|(_, r)| r.clone()),
+        audit: &audit,
+    };
+    state.store.record_issuance(&issuance).await?;
+    let mut body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": ttl.as_secs(),
+        "scope": b.scope,
+        "authorization_details": [{"type": AUTHORIZATION_DETAILS_TYPE, "consent_id": b.consent.consent_id}],
+    });
+    if let (Some((secret, _)), Some(obj)) = (&refresh, body.as_object_mut()) {
+        obj.insert("refresh_token".into(), json!(secret));
+    }
+    Ok(Json(body).into_response())
+}
+
+/// Revokes a token family after a replay, auditing it.
+async fn revoke_family(
+    state: &AppState,
+    client_id: &str,
+    family_id: &str,
+    reason: &str,
+    interaction: &InteractionId,
+) -> Result<(), ApiError> {
+    let audit = AuditEvent::new(
+        state.clock.now(),
+        ActorType::Client,
+        client_id,
+        "token.family.revoke",
+    )
+    .on("token_family", family_id)
+    .outcome(Outcome::Denied, reason)
+    .interaction(Some(&interaction.0));
+    state
+        .store
+        .revoke_family(family_id, state.clock.now(), &audit)
+        .await?;
+    Ok(())
+}
+
+/// `authorization_code` + PKCE S256.
+async fn code_grant(
+    state: &AppState,
+    client: &crate::store::ClientRow,
+    params: &Params,
+    interaction: &InteractionId,
+) -> Result<Response, ApiError> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| bad("invalid_request", "code is required"))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| bad("invalid_request", "redirect_uri is required"))?;
+    let verifier = params
+        .get("code_verifier")
+        .ok_or_else(|| bad("invalid_request", "code_verifier is required (PKCE)"))?;
+    let now = state.clock.now();
+    let row = match state
+        .store
+        .redeem_code(&crate::consent::flow::hash(code), now)
+        .await?
+    {
+        crate::store::consents::Redeemed::Fresh(r) => r,
+        crate::store::consents::Redeemed::Reused(r) => {
+            if r.client_id == client.client_id {
+                revoke_family(
+                    state,
+                    &client.client_id,
+                    &r.family_id,
+                    "code_reused",
+                    interaction,
+                )
+                .await?;
+            }
+            return Err(bad(
+                "invalid_grant",
+                "the authorization code was already used; every token issued from it is revoked",
+            ));
+        }
+        crate::store::consents::Redeemed::Unknown => {
+            return Err(bad("invalid_grant", "the authorization code is unknown"))
+        }
+    };
+    if row.client_id != client.client_id {
+        return Err(bad(
+            "invalid_grant",
+            "the authorization code was issued to another client",
+        ));
+    }
+    if row.expires_at <= now {
+        return Err(bad(
+            "invalid_grant",
+            "the authorization code has expired (codes live 60 s)",
+        ));
+    }
+    if row.redirect_uri != *redirect_uri {
+        return Err(bad(
+            "invalid_grant",
+            "redirect_uri differs from the authorization request's",
+        ));
+    }
+    let valid_verifier = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    if !valid_verifier || computed != row.code_challenge {
+        return Err(bad(
+            "invalid_grant",
+            "code_verifier does not match the code_challenge (PKCE S256)",
+        ));
+    }
+    let consent = granted_consent(state, &row.consent_id, &client.client_id).await?;
+    let bound = Bound {
+        consent: &consent,
+        scope: &row.scope,
+        family_id: Some(&row.family_id),
+        refresh: has_grant(client, "refresh_token"),
+    };
+    issue_bound(state, client, bound, interaction).await
+}
+
+/// `refresh_token`, rotated on every use.
+async fn refresh_grant(
+    state: &AppState,
+    client: &crate::store::ClientRow,
+    params: &Params,
+    interaction: &InteractionId,
+) -> Result<Response, ApiError> {
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| bad("invalid_request", "refresh_token is required"))?;
+    let now = state.clock.now();
+    let row = match state
+        .store
+        .redeem_refresh(&crate::consent::flow::hash(token), now)
+        .await?
+    {
+        crate::store::consents::Redeemed::Fresh(r) => r,
+        crate::store::consents::Redeemed::Reused(r) => {
+            if r.client_id == client.client_id && r.revoked_at.is_none() {
+                revoke_family(
+                    state,
+                    &client.client_id,
+                    &r.family_id,
+                    "refresh_token_reused",
+                    interaction,
+                )
+                .await?;
+            }
+            return Err(bad(
+                "invalid_grant",
+                "the refresh token was already used or revoked; its whole family is revoked",
+            ));
+        }
+        crate::store::consents::Redeemed::Unknown => {
+            return Err(bad("invalid_grant", "the refresh token is unknown"))
+        }
+    };
+    if row.client_id != client.client_id {
+        return Err(bad(
+            "invalid_grant",
+            "the refresh token was issued to another client",
+        ));
+    }
+    if row.expires_at <= now {
+        return Err(bad("invalid_grant", "the refresh token has expired"));
+    }
+    let scope = match params.get("scope") {
+        None => row.scope.clone(),
+        Some(s) => {
+            let granted: Vec<&str> = row.scope.split_whitespace().collect();
+            if s.split_whitespace().next().is_none() {
+                return Err(bad("invalid_scope", "scope is empty"));
+            }
+            if s.split_whitespace().any(|r| !granted.contains(&r)) {
+                return Err(bad(
+                    "invalid_scope",
+                    "a refresh cannot widen the granted scope",
+                ));
+            }
+            s.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+    };
+    let consent = match granted_consent(state, &row.consent_id, &client.client_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            revoke_family(
+                state,
+                &client.client_id,
+                &row.family_id,
+                e.code(),
+                interaction,
+            )
+            .await?;
+            return Err(e);
+        }
+    };
+    let bound = Bound {
+        consent: &consent,
+        scope: &scope,
+        family_id: Some(&row.family_id),
+        refresh: true,
+    };
+    issue_bound(state, client, bound, interaction).await
+}
+
 /// The consent id named by RFC 9396 `authorization_details`, or `invalid_authorization_details`.
-fn consent_of(details: &str) -> Result<String, ApiError> {
+pub fn consent_of(details: &str) -> Result<String, ApiError> {
     let invalid = |d: &str| bad("invalid_authorization_details", d.to_owned());
     let value: Value = serde_json::from_str(details)
         .map_err(|_| invalid("authorization_details must be a JSON array"))?;
@@ -265,6 +580,14 @@ pub async fn introspect(
         Ok(c) if c.client_id == auth.client.client_id => c,
         _ => return Ok(Json(json!({"active": false}))),
     };
+    // A customer-bound token is active only while its consent grants access.
+    if let Some(consent_id) = &claims.consent_id {
+        match crate::consent::check_access(&state, consent_id, &claims.client_id).await {
+            Ok(_) => {}
+            Err(Ok(_)) => return Ok(Json(json!({"active": false}))),
+            Err(Err(e)) => return Err(e),
+        }
+    }
     let mut body = serde_json::to_value(&claims).map_err(ApiError::internal)?;
     if let Some(obj) = body.as_object_mut() {
         obj.insert("active".into(), Value::Bool(true));
@@ -287,6 +610,27 @@ pub async fn revoke(
         .get("token")
         .ok_or_else(|| bad("invalid_request", "token is required"))?;
     let Ok((kid, alg)) = jwt::inspect(token) else {
+        // Not a JWT: a refresh token. Revoking it revokes its family (RFC 7009 §2.1).
+        if let Some(r) = state
+            .store
+            .get_refresh(&crate::consent::flow::hash(token))
+            .await?
+        {
+            if r.client_id == auth.client.client_id {
+                let audit = AuditEvent::new(
+                    state.clock.now(),
+                    ActorType::Client,
+                    r.client_id.clone(),
+                    "token.revoke",
+                )
+                .on("token_family", r.family_id.clone())
+                .interaction(Some(&interaction.0));
+                state
+                    .store
+                    .revoke_family(&r.family_id, state.clock.now(), &audit)
+                    .await?;
+            }
+        }
         return Ok(StatusCode::OK);
     };
     let key = state

@@ -11,6 +11,8 @@
 #[macro_use]
 mod shared;
 #[macro_use]
+pub mod consents;
+#[macro_use]
 pub mod events;
 #[macro_use]
 pub mod kyc;
@@ -161,10 +163,13 @@ pub struct ClientRow {
 }
 
 /// The storage interface. Every method is instrumented and never logs values it is given.
-/// Parts with many tables have their own trait ([`kyc::KycStore`], [`events::EventStore`]); a
+/// Parts with many tables have their own trait ([`kyc::KycStore`], [`events::EventStore`],
+/// [`consents::ConsentStore`]); a
 /// `Store` is all of them.
 #[async_trait]
-pub trait Store: kyc::KycStore + events::EventStore + Send + Sync + fmt::Debug {
+pub trait Store:
+    kyc::KycStore + events::EventStore + consents::ConsentStore + Send + Sync + fmt::Debug
+{
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// Applies pending migrations (safe to run concurrently from several nodes).

@@ -52,3 +52,4 @@ impl PostgresStore {
 shared_store_impl!(PostgresStore, Postgres);
 kyc_store_impl!(PostgresStore, Postgres);
 event_store_impl!(PostgresStore, Postgres);
+consent_store_impl!(PostgresStore, Postgres);

@@ -61,3 +61,4 @@ impl SqliteStore {
 shared_store_impl!(SqliteStore, Sqlite);
 kyc_store_impl!(SqliteStore, Sqlite);
 event_store_impl!(SqliteStore, Sqlite);
+consent_store_impl!(SqliteStore, Sqlite);

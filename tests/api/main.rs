@@ -5,6 +5,7 @@
 mod admin;
 mod audit;
 mod cli;
+mod consents;
 mod contract;
 mod errors;
 mod health;
@@ -14,6 +15,7 @@ mod keys;
 mod kyc;
 mod kyc_http;
 mod oauth;
+mod ob_spec;
 mod pii;
 mod private_key_jwt;
 mod spec;

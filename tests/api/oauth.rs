@@ -245,6 +245,11 @@ async fn every_token_endpoint_error_where_it_applies() {
     )
     .await;
     let c = Some((id.as_str(), secret.as_str()));
+    let k = Some((code_only.as_str(), code_secret.as_str()));
+    let unknown_code = format!(
+        "grant_type=authorization_code&code=x&redirect_uri=https%3A%2F%2Ftpp.example%2Fcb&code_verifier={}",
+        "v".repeat(43)
+    );
     // (credentials, form body, status, error, part of the description)
     type Case<'a> = (Option<(&'a str, &'a str)>, &'a str, u16, &'a str, &'a str);
     let cases: Vec<Case> = vec![
@@ -260,9 +265,13 @@ async fn every_token_endpoint_error_where_it_applies() {
             "grant_type=client_credentials&authorization_details=%5B%7B%22type%22%3A%22openbanking_account_access%22%2C%22consent_id%22%3A%22aac-1%22%7D%5D",
             400,
             "invalid_grant",
-            "consent aac-1 is not an Authorised consent",
+            "consent aac-1 is not a consent of this client",
         ),
         (Some((code_only.as_str(), code_secret.as_str())), "grant_type=client_credentials", 400, "unauthorized_client", "not registered"),
+        (c, "grant_type=refresh_token&refresh_token=x", 400, "unauthorized_client", "not registered"),
+        (k, "grant_type=authorization_code", 400, "invalid_request", "code is required"),
+        (k, "grant_type=authorization_code&code=x&redirect_uri=https%3A%2F%2Ftpp.example%2Fcb", 400, "invalid_request", "code_verifier"),
+        (k, &unknown_code, 400, "invalid_grant", "unknown"),
     ];
     for (creds, body, status, error, description) in cases {
         let r = form(&app, "/oauth2/token", creds, body).await;
@@ -548,7 +557,20 @@ async fn metadata_lists_what_the_server_supports() {
         m["revocation_endpoint"],
         "https://bank.example/ob/oauth2/revoke"
     );
-    assert_eq!(m["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        m["grant_types_supported"],
+        json!(["client_credentials", "authorization_code", "refresh_token"])
+    );
+    assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(m["response_types_supported"], json!(["code"]));
+    assert_eq!(
+        m["authorization_endpoint"],
+        "https://bank.example/ob/oauth2/authorize"
+    );
+    assert_eq!(
+        m["pushed_authorization_request_endpoint"],
+        "https://bank.example/ob/oauth2/par"
+    );
     assert_eq!(
         m["token_endpoint_auth_methods_supported"],
         json!([

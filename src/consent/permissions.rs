@@ -1,0 +1,165 @@
+//! UK Open Banking v3.1.11 account-access permissions: the codes, what each means in plain
+//! words (for the bank's consent screen), and the AIS profile's rules on combining them.
+
+use crate::error::ObError;
+
+/// Every permission code of the v3.1.11 account-information API, in the file's order, with
+/// what it lets the TPP see, in words a customer understands.
+pub const PERMISSIONS: [(&str, &str); 21] = [
+    (
+        "ReadAccountsBasic",
+        "Your account names, types and currencies",
+    ),
+    (
+        "ReadAccountsDetail",
+        "Your account names, types, currencies, numbers and sort codes",
+    ),
+    ("ReadBalances", "Your account balances"),
+    (
+        "ReadBeneficiariesBasic",
+        "The people and businesses you pay (names only)",
+    ),
+    (
+        "ReadBeneficiariesDetail",
+        "The people and businesses you pay, with their account details",
+    ),
+    ("ReadDirectDebits", "Your direct debits"),
+    ("ReadOffers", "Offers the bank has made you"),
+    ("ReadPAN", "Your full card numbers"),
+    (
+        "ReadParty",
+        "The account holders' names and contact details",
+    ),
+    ("ReadPartyPSU", "Your own name and contact details"),
+    ("ReadProducts", "The products your accounts are"),
+    (
+        "ReadScheduledPaymentsBasic",
+        "Your scheduled payments (amounts and dates)",
+    ),
+    (
+        "ReadScheduledPaymentsDetail",
+        "Your scheduled payments, with the payees' account details",
+    ),
+    (
+        "ReadStandingOrdersBasic",
+        "Your standing orders (amounts and dates)",
+    ),
+    (
+        "ReadStandingOrdersDetail",
+        "Your standing orders, with the payees' account details",
+    ),
+    ("ReadStatementsBasic", "Your statements (dates and periods)"),
+    (
+        "ReadStatementsDetail",
+        "Your statements, with their amounts and files",
+    ),
+    (
+        "ReadTransactionsBasic",
+        "Your transactions (amounts, dates, status)",
+    ),
+    ("ReadTransactionsCredits", "Money coming into your accounts"),
+    ("ReadTransactionsDebits", "Money going out of your accounts"),
+    (
+        "ReadTransactionsDetail",
+        "Your transactions with their descriptions, merchants and counterparties",
+    ),
+];
+
+/// Whether `code` is a permission this server grants.
+pub fn known(code: &str) -> bool {
+    PERMISSIONS.iter().any(|(c, _)| *c == code)
+}
+
+/// The plain-words description of a permission.
+pub fn describe(code: &str) -> &'static str {
+    PERMISSIONS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, d)| *d)
+        .unwrap_or("")
+}
+
+/// Whether a set of granted permissions includes `code`, counting a Detail permission as its
+/// Basic one too (AIS profile: "Detail implies Basic").
+pub fn grants(granted: &[&str], code: &str) -> bool {
+    granted.contains(&code)
+        || code
+            .strip_suffix("Basic")
+            .is_some_and(|stem| granted.contains(&format!("{stem}Detail").as_str()))
+}
+
+/// The AIS profile's rules on a permission list (each code already known); every broken rule
+/// is one error.
+pub fn check_combination(codes: &[&str]) -> Vec<ObError> {
+    const PATH: &str = "Data.Permissions";
+    let has = |c: &str| codes.contains(&c);
+    let mut errors = Vec::new();
+    if !has("ReadAccountsBasic") && !has("ReadAccountsDetail") {
+        errors.push(ObError::field(
+            "UK.OBIE.Field.Invalid",
+            PATH,
+            "Permissions must include ReadAccountsBasic or ReadAccountsDetail",
+        ));
+    }
+    let list_kind = has("ReadTransactionsBasic") || has("ReadTransactionsDetail");
+    let direction = has("ReadTransactionsCredits") || has("ReadTransactionsDebits");
+    if list_kind && !direction {
+        errors.push(ObError::field(
+            "UK.OBIE.Field.Expected",
+            PATH,
+            "ReadTransactionsBasic or ReadTransactionsDetail needs ReadTransactionsCredits or ReadTransactionsDebits",
+        ));
+    }
+    if direction && !list_kind {
+        errors.push(ObError::field(
+            "UK.OBIE.Field.Expected",
+            PATH,
+            "ReadTransactionsCredits or ReadTransactionsDebits needs ReadTransactionsBasic or ReadTransactionsDetail",
+        ));
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detail_implies_basic_but_not_the_reverse() {
+        assert!(grants(&["ReadAccountsDetail"], "ReadAccountsBasic"));
+        assert!(!grants(&["ReadAccountsBasic"], "ReadAccountsDetail"));
+        assert!(grants(&["ReadBalances"], "ReadBalances"));
+        assert!(!grants(&["ReadBalances"], "ReadAccountsBasic"));
+    }
+
+    #[test]
+    fn the_profile_rules_on_combinations() {
+        let codes = |e: Vec<ObError>| e.into_iter().map(|e| e.code).collect::<Vec<_>>();
+        assert!(check_combination(&["ReadAccountsBasic"]).is_empty());
+        assert_eq!(
+            codes(check_combination(&["ReadBalances"])),
+            ["UK.OBIE.Field.Invalid"]
+        );
+        assert_eq!(
+            codes(check_combination(&[
+                "ReadAccountsDetail",
+                "ReadTransactionsDetail"
+            ])),
+            ["UK.OBIE.Field.Expected"]
+        );
+        assert_eq!(
+            codes(check_combination(&[
+                "ReadAccountsBasic",
+                "ReadTransactionsCredits"
+            ])),
+            ["UK.OBIE.Field.Expected"]
+        );
+        assert!(check_combination(&[
+            "ReadAccountsBasic",
+            "ReadTransactionsBasic",
+            "ReadTransactionsDebits"
+        ])
+        .is_empty());
+        assert_eq!(PERMISSIONS.len(), 21);
+    }
+}
