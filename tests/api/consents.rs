@@ -941,3 +941,106 @@ async fn require_par_refuses_direct_authorization_requests() {
     assert_eq!(meta["require_pushed_authorization_requests"], true);
     assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
 }
+
+/// Runs the direct (non-PAR) redirect flow with the oauth2 crate: (consent, access, refresh).
+async fn authorized(
+    app: &TestApp,
+    id: &str,
+    secret: &str,
+    customer: &str,
+) -> (String, String, String) {
+    let token = cc_token(app, id, secret).await;
+    let consent = create_consent(app, &token).await;
+    let client = oauth_client(app, id, secret);
+    let (pkce, verifier) = PkceCodeChallenge::new_random_sha256();
+    let details =
+        json!([{"type": "openbanking_account_access", "consent_id": consent}]).to_string();
+    let (url, _) = client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(pkce)
+        .add_extra_param("authorization_details", details)
+        .url();
+    let challenge = challenge_from(app, url.as_str()).await;
+    let r = accept(app, &challenge, customer).await;
+    let code = query(r.json()["redirect_to"].as_str().unwrap())["code"].clone();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    (
+        consent,
+        tokens.access_token().secret().clone(),
+        tokens.refresh_token().unwrap().secret().clone(),
+    )
+}
+
+#[tokio::test]
+async fn revoking_a_refresh_token_or_deleting_the_consent_ends_access_at_once() {
+    let app = spawn_with(FAST).await;
+    let customer = passed_customer(&app).await;
+    let (id, secret) = tpp(&app, "Acme").await;
+
+    // RFC 7009 revocation of a refresh token revokes its family.
+    let (_, access, refresh) = authorized(&app, &id, &secret, &customer).await;
+    assert!(introspect(&app, &id, &secret, &access).await);
+    let (other, other_secret) = tpp(&app, "Other").await;
+    let r = form(
+        &app,
+        "/oauth2/revoke",
+        Some((&other, &other_secret)),
+        &format!("token={refresh}"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        introspect(&app, &id, &secret, &access).await,
+        "another client cannot revoke it"
+    );
+    let r = form(
+        &app,
+        "/oauth2/revoke",
+        Some((&id, &secret)),
+        &format!("token={refresh}&token_type_hint=refresh_token"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(!introspect(&app, &id, &secret, &access).await);
+    let r = form(
+        &app,
+        "/oauth2/token",
+        Some((&id, &secret)),
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+
+    // The TPP's DELETE: every token bound to the consent stops working at once.
+    let (consent, access, refresh) = authorized(&app, &id, &secret, &customer).await;
+    let token = cc_token(&app, &id, &secret).await;
+    let r = ob(
+        &app,
+        Method::DELETE,
+        &format!("{CONSENTS}/{consent}"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert!(!introspect(&app, &id, &secret, &access).await);
+    let r = form(
+        &app,
+        "/oauth2/token",
+        Some((&id, &secret)),
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    let events: Vec<(String,)> = crate::kyc::sqlx_rows(
+        &app,
+        "SELECT type FROM events WHERE type = 'consent.deleted'",
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+}
