@@ -138,20 +138,9 @@ async fn check_request(
             "code_challenge_method must be S256 (plain is not accepted)",
         ));
     }
-    let allowed: Vec<&str> = client.scope.split_whitespace().collect();
-    let scope = match p.get("scope") {
-        None => client.scope.clone(),
-        Some(s) => {
-            let requested: Vec<&str> = s.split_whitespace().collect();
-            if requested.is_empty() || requested.iter().any(|r| !allowed.contains(r)) {
-                return Err(flow_err(
-                    "invalid_scope",
-                    format!("scope must be a subset of the client's: {}", client.scope),
-                ));
-            }
-            requested.join(" ")
-        }
-    };
+    let scope =
+        crate::oauth::clients::requested_scope(&client.scope, p.get("scope").map(String::as_str))
+            .map_err(|e| flow_err("invalid_scope", e))?;
     let details = p.get("authorization_details").ok_or_else(|| {
         flow_err(
             "invalid_request",

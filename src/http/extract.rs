@@ -154,6 +154,19 @@ where
     }
 }
 
+/// The `limit` query parameter of a listing: 1–500, default 50.
+pub fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+    match limit.map(str::parse::<u32>) {
+        None => Ok(50),
+        Some(Ok(n)) if (1..=500).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid_field(
+            "invalid_query",
+            "limit",
+            "expected a whole number from 1 to 500",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,17 +65,7 @@ async fn list(
     State(state): State<AppState>,
     AppQuery(q): AppQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
-        None => 50,
-        Some(Ok(n)) if (1..=500).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "invalid_query",
-                "limit",
-                "expected a whole number from 1 to 500",
-            ))
-        }
-    };
+    let limit = crate::http::extract::page_limit(q.limit.as_deref())?;
     // The cursor is the last customer id of the previous page.
     let before = match q.cursor {
         None => None,

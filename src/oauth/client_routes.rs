@@ -82,17 +82,7 @@ async fn list(
     State(state): State<AppState>,
     AppQuery(q): AppQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
-        None => 50,
-        Some(Ok(n)) if (1..=500).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "invalid_query",
-                "limit",
-                "expected a whole number from 1 to 500",
-            ))
-        }
-    };
+    let limit = crate::http::extract::page_limit(q.limit.as_deref())?;
     let include_disabled = match q.include_disabled.as_deref() {
         None | Some("false") => false,
         Some("true") => true,

@@ -536,3 +536,20 @@ impl Clients<'_> {
         Ok((ClientView::of(&row), secret))
     }
 }
+
+/// The scope a request may have: the client's own when `requested` is absent, else a
+/// non-empty subset of it; the error says what is wrong.
+pub fn requested_scope(client_scope: &str, requested: Option<&str>) -> Result<String, String> {
+    let Some(requested) = requested else {
+        return Ok(client_scope.to_owned());
+    };
+    let allowed: Vec<&str> = client_scope.split_whitespace().collect();
+    let asked: Vec<&str> = requested.split_whitespace().collect();
+    if asked.is_empty() {
+        return Err("scope is empty".into());
+    }
+    if let Some(extra) = asked.iter().find(|r| !allowed.contains(r)) {
+        return Err(format!("scope {extra:?} is not registered for this client"));
+    }
+    Ok(asked.join(" "))
+}

@@ -162,23 +162,9 @@ async fn grant(
         "refresh_token" => return refresh_grant(state, client, params, interaction).await,
         _ => {}
     }
-    let allowed: Vec<&str> = client.scope.split_whitespace().collect();
-    let scope = match params.get("scope") {
-        None => client.scope.clone(),
-        Some(s) => {
-            let requested: Vec<&str> = s.split_whitespace().collect();
-            if requested.is_empty() {
-                return Err(bad("invalid_scope", "scope is empty"));
-            }
-            if let Some(extra) = requested.iter().find(|r| !allowed.contains(r)) {
-                return Err(bad(
-                    "invalid_scope",
-                    format!("scope {extra:?} is not registered for this client"),
-                ));
-            }
-            requested.join(" ")
-        }
-    };
+    let scope =
+        super::clients::requested_scope(&client.scope, params.get("scope").map(String::as_str))
+            .map_err(|e| bad("invalid_scope", e))?;
     if let Some(details) = params.get("authorization_details") {
         let consent_id = consent_of(details)?;
         let consent = granted_consent(state, &consent_id, &client.client_id).await?;

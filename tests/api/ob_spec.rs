@@ -32,8 +32,12 @@ const JSON_MEDIA: [&str; 2] = ["application/json; charset=utf-8", "application/j
 fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
-        let text =
-            std::fs::read_to_string(OB_FILE).unwrap_or_else(|e| panic!("read {OB_FILE}: {e}"));
+        let text = std::fs::read_to_string(OB_FILE).unwrap_or_else(|e| {
+            panic!(
+                "read {OB_FILE}: {e}. The official UK OB file lives in ../shared/specs/ beside \
+                 the repository; check the repository out next to shared/"
+            )
+        });
         // Unquoted status keys (`201:`) arrive as the strings "201".
         let mut doc: Value =
             serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{OB_FILE} is not YAML: {e}"));
