@@ -243,6 +243,14 @@ async fn sandbox_kyc_passes_and_then_locks_the_customer() {
         status_of(app.store.as_ref(), &id).await.unwrap(),
         Some(KycStatus::Passed)
     );
+    assert_eq!(v["duplicate_ssn"], false);
+    // A second customer with the same SSN (written differently) is flagged on both, found
+    // through the keyed hash without decrypting anyone.
+    let twin = create_customer(&app, "Janet").await;
+    start_kyc(&app, &twin, "123456789").await;
+    let t = wait_for(&app, &twin, "passed").await;
+    assert_eq!(t["duplicate_ssn"], true);
+    assert_eq!(verification(&app, &id).await["duplicate_ssn"], true);
 
     // A second verification is refused, naming when the first succeeded.
     let r = app
