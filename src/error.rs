@@ -187,6 +187,12 @@ pub enum ApiError {
     /// 408: the request took longer than the configured timeout.
     #[error("request timed out")]
     Timeout,
+    /// 502: the bank's account service could not be reached.
+    #[error("bad gateway")]
+    BadGateway,
+    /// 504: the bank's account service did not answer in time.
+    #[error("gateway timeout")]
+    GatewayTimeout,
     /// 503: a dependency (the database) is unavailable; retry later.
     #[error("service unavailable")]
     Unavailable {
@@ -234,6 +240,8 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BadGateway => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -257,6 +265,8 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Timeout => "request_timeout",
+            ApiError::BadGateway => "upstream_unreachable",
+            ApiError::GatewayTimeout => "upstream_timeout",
             ApiError::Unavailable { .. } => "service_unavailable",
             ApiError::Internal { .. } => "internal_error",
         }
@@ -291,6 +301,12 @@ impl ApiError {
                 "request body is larger than this server accepts (http.body_limit)".into()
             }
             ApiError::Timeout => "request took longer than the server's timeout".into(),
+            ApiError::BadGateway => {
+                "the bank's account service cannot be reached; retry later".into()
+            }
+            ApiError::GatewayTimeout => {
+                "the bank's account service did not answer in time; retry later".into()
+            }
             ApiError::Unavailable { id } => {
                 format!("service temporarily unavailable, retry later (error id {id})")
             }

@@ -15,6 +15,8 @@
 //! | [`admin`] | admin API keys and the check in front of `/api/v0/*` |
 //! | [`audit`] | the append-only, hash-chained audit log |
 //! | [`oauth`] | the authorization server: signing keys, access tokens |
+//! | [`gateway`] | the tower layers guarding account data, the permission map, the proxy |
+//! | [`sandbox_bank`] | the built-in demo account API the gateway uses in sandbox mode |
 //! | [`consent`] | UK OB account-access consents, the authorization flow, the KYC gate |
 //! | [`kyc`] | customers, Bond's KYC API, KBA, documents, reviews, identity providers, PII |
 //! | [`events`] | the event outbox, signed webhooks and their dispatcher |
@@ -45,11 +47,13 @@ pub mod crypto;
 pub mod docs;
 pub mod error;
 pub mod events;
+pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod kyc;
 pub mod metrics;
 pub mod oauth;
+pub mod sandbox_bank;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -113,6 +117,7 @@ impl App {
         }
         let metrics = Arc::new(Metrics::new());
         let provider = kyc::provider::from_config(&config.kyc);
+        let gateway = Arc::new(gateway::proxy::Proxy::new(&config.upstream, clock.clone()));
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -120,6 +125,7 @@ impl App {
             hasher: Arc::new(oauth::secrets::SecretHasher::new(metrics.clone())),
             secret_cache: Arc::default(),
             provider,
+            gateway,
             events: Arc::default(),
             metrics,
             keys,

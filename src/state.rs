@@ -51,4 +51,6 @@ pub struct AppState {
     pub provider: Arc<dyn crate::kyc::provider::IdentityProvider>,
     /// Committed events: wakes the workers, tells in-process listeners.
     pub events: Arc<crate::events::Hub>,
+    /// The gateway's proxy to the bank's account API.
+    pub gateway: Arc<crate::gateway::proxy::Proxy>,
 }

@@ -12,7 +12,7 @@ use url::Url;
 use super::keys::{KeySpec, KEYS};
 use super::{
     Config, ConsentConfig, DatabaseUrl, EncryptionKey, HttpConfig, KycConfig, LogFormat, Mode,
-    OAuthConfig, ProviderConfig, Secret, SigningAlg, WebhookConfig,
+    OAuthConfig, ProviderConfig, Secret, SigningAlg, UpstreamConfig, WebhookConfig,
 };
 
 /// Where a configuration value came from; error messages and `obgate config` name it.
@@ -473,6 +473,49 @@ pub(super) fn load(
     let challenge_ttl = layers.parse("consents.challenge_ttl", |v| {
         parse_duration(v, Duration::from_secs(30), Duration::from_secs(3600))
     });
+    let upstream_url = layers.parse("upstream.url", |v| {
+        let u = Url::parse(v).map_err(|e| format!("\"{v}\" is not a URL: {e}"))?;
+        match u.scheme() {
+            "https" => Ok(u),
+            "http" if !production => Ok(u),
+            _ => Err("must be an https URL (http only in sandbox mode)".to_owned()),
+        }
+    });
+    if production && layers.get("upstream.url").is_none() {
+        layers.fail(
+            "upstream.url",
+            "required in production mode; the built-in sandbox bank is for sandbox mode only",
+        );
+    }
+    let upstream_connect_timeout = layers.parse("upstream.connect_timeout", |v| {
+        parse_duration(v, Duration::from_millis(10), Duration::from_secs(60))
+    });
+    let upstream_timeout = layers.parse("upstream.timeout", |v| {
+        parse_duration(v, Duration::from_millis(10), Duration::from_secs(300))
+    });
+    let upstream_pool_size = layers.parse("upstream.pool_size", |v| match v.parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(format!("\"{v}\" is not a whole number from 1 to 10000")),
+    });
+    let upstream_credential = match layers.get("upstream.credential") {
+        None => None,
+        Some(v) if v.split_once(':').is_some_and(|(n, _)| !n.trim().is_empty()) => {
+            Some(Secret::new(v))
+        }
+        Some(_) => {
+            layers.fail("upstream.credential", "expected `Header-Name: value`");
+            None
+        }
+    };
+    let upstream_max_body = layers.parse("upstream.max_body", |v| {
+        let b: bytesize::ByteSize = v
+            .parse()
+            .map_err(|_| format!("\"{v}\" is not a size like 10MiB"))?;
+        match usize::try_from(b.as_u64()) {
+            Ok(n) if (1024..=256 * 1024 * 1024).contains(&n) => Ok(n),
+            _ => Err(format!("{v} is outside 1KiB–256MiB")),
+        }
+    });
     let workers_poll_interval = layers.parse("workers.poll_interval", |v| {
         parse_duration(v, Duration::from_millis(10), Duration::from_secs(600))
     });
@@ -549,6 +592,14 @@ pub(super) fn load(
                 provider_retries: provider_retries?,
                 document_max_bytes: document_max_bytes?,
                 aml_retention: aml_retention?,
+            },
+            upstream: UpstreamConfig {
+                url: upstream_url,
+                connect_timeout: upstream_connect_timeout?,
+                timeout: upstream_timeout?,
+                pool_size: upstream_pool_size?,
+                credential: upstream_credential,
+                max_body: upstream_max_body?,
             },
             webhooks: WebhookConfig {
                 retry_schedule: retry_schedule?,
@@ -671,15 +722,17 @@ mod tests {
     fn production_refuses_implicit_and_dev_settings_all_at_once() {
         let dev_pii = base64::engine::general_purpose::STANDARD.encode(EncryptionKey::DEV_PII_KEY);
         let errs = errors(&[("OBGATE_MODE", "production"), ("OBGATE_PII_KEY", &dev_pii)]);
-        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert_eq!(errs.len(), 5, "{errs:?}");
         assert!(errs[0].starts_with("OBGATE_PUBLIC_URL: required in production"));
         assert!(errs[1].starts_with("OBGATE_DATABASE_URL: required in production"));
         assert!(errs[2].starts_with("OBGATE_PII_KEY: this is the published sandbox dev key"));
         assert!(errs[3].starts_with("OBGATE_OAUTH_KEY_ENCRYPTION_KEY: required in production"));
+        assert!(errs[4].starts_with("OBGATE_UPSTREAM_URL: required in production mode"));
         let errs = errors(&[
             ("OBGATE_MODE", "production"),
             ("OBGATE_PUBLIC_URL", "http://bank.example"),
             ("OBGATE_DATABASE_URL", "postgres://u:pw@db/obgate"),
+            ("OBGATE_UPSTREAM_URL", "https://core.bank.example/ob"),
             (
                 "OBGATE_OAUTH_KEY_ENCRYPTION_KEY",
                 &base64::engine::general_purpose::STANDARD.encode([9u8; 32]),

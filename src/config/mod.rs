@@ -231,6 +231,23 @@ pub struct OAuthConfig {
     pub request_uri_ttl: Duration,
 }
 
+/// The bank's account API behind the gateway.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// Base URL; `None` means the built-in sandbox bank.
+    pub url: Option<Url>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Answer timeout.
+    pub timeout: Duration,
+    /// Idle connections kept.
+    pub pool_size: usize,
+    /// A `Name: value` header added to every call.
+    pub credential: Option<Secret>,
+    /// Largest JSON answer read for filtering.
+    pub max_body: usize,
+}
+
 /// Consent settings.
 #[derive(Clone, Debug)]
 pub struct ConsentConfig {
@@ -331,6 +348,8 @@ pub struct Config {
     pub kyc: KycConfig,
     /// Consents and the authorization flow.
     pub consents: ConsentConfig,
+    /// The bank's account API.
+    pub upstream: UpstreamConfig,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
     /// How often background workers look for due work.

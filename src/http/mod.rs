@@ -46,7 +46,9 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         .merge(crate::kyc::routes::routes(state.clone()))
         .merge(crate::events::routes::routes(state.clone()))
         .merge(crate::consent::ob_routes::routes())
-        .merge(crate::consent::bank_routes::routes(state.clone()));
+        .merge(crate::consent::bank_routes::routes(state.clone()))
+        .merge(crate::gateway::routes(state.clone()))
+        .merge(crate::gateway::bank_routes(state.clone()));
     let (router, list) = routes.into_parts();
 
     let http = &state.config.http;
@@ -92,6 +94,9 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn(
+            crate::gateway::path::canonical_only,
         ))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::render_errors))

@@ -111,6 +111,7 @@ async fn bad_configuration_exits_2_naming_every_key() {
         "OBGATE_DATABASE_URL",
         "OBGATE_PII_KEY",
         "OBGATE_OAUTH_KEY_ENCRYPTION_KEY",
+        "OBGATE_UPSTREAM_URL",
     ] {
         assert!(
             stderr.contains(&format!("{key}: required in production mode")),

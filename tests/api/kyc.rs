@@ -280,7 +280,9 @@ async fn sandbox_kyc_passes_and_then_locks_the_customer() {
     assert_eq!(r.json()["code"], "kyc_already_passed");
 
     // Every transition is audited.
-    let rows = app.audit("action=kyc.status.change").await;
+    let rows = app
+        .audit(&format!("action=kyc.status.change&resource_id={id}"))
+        .await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows
         .iter()

@@ -8,6 +8,7 @@ mod cli;
 mod consents;
 mod contract;
 mod errors;
+mod gateway;
 mod health;
 mod helpers;
 mod http;

@@ -734,6 +734,7 @@ async fn production_requires_https_redirect_uris() {
         &[
             ("OBGATE_MODE", "production"),
             ("OBGATE_PUBLIC_URL", "https://bank.example"),
+            ("OBGATE_UPSTREAM_URL", "https://core.bank.example"),
             ("OBGATE_PII_KEY", &kek),
             ("OBGATE_OAUTH_KEY_ENCRYPTION_KEY", &kek),
         ],

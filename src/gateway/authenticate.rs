@@ -1,0 +1,126 @@
+//! The first gateway layer: a customer-bound bearer token, from the `Authorization` header
+//! only, verified as the OAuth2 part verifies every access token (signature by `kid`, ES256/
+//! PS256 only, `typ: at+jwt`, `iss`, `aud`, `exp`/`nbf`, the revocation list).
+//!
+//! Anything else — no token, a bad one, a token in the query string, a client-level token
+//! (no consent) — is `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no body,
+//! as the UK OB profile defines it. A verified token travels on as a [`Principal`] extension.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::http::header::AUTHORIZATION;
+use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
+
+use crate::error::ApiError;
+use crate::oauth::jwt::AccessClaims;
+use crate::state::AppState;
+
+/// The verified token of a gateway request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// Its claims; `consent_id` is always set.
+    pub claims: AccessClaims,
+}
+
+/// The boxed future the gateway services return.
+pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// [`tower::Layer`] that authenticates gateway requests.
+#[derive(Clone, Debug)]
+pub struct AuthenticateLayer {
+    state: AppState,
+}
+
+impl AuthenticateLayer {
+    /// Verifies tokens with this app's keys, issuer, audience and revocation list.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> Layer<S> for AuthenticateLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service [`AuthenticateLayer`] wraps around the rest of the stack.
+#[derive(Clone, Debug)]
+pub struct Authenticate<S> {
+    inner: S,
+    state: AppState,
+}
+
+fn refuse(message: &str) -> Response {
+    ApiError::Unauthorized {
+        message: message.to_owned(),
+        challenge: Some("Bearer error=\"invalid_token\""),
+    }
+    .into_response()
+}
+
+/// The token of a request, or why there is none to accept.
+pub fn bearer(req: &Request) -> Result<String, &'static str> {
+    let in_query = req
+        .uri()
+        .query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
+    if in_query {
+        return Err("a token in the query string is refused; send Authorization: Bearer");
+    }
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty())
+        .map(|(_, t)| t.trim().to_owned())
+        .ok_or("send Authorization: Bearer <access token>")
+}
+
+impl<S> Service<Request> for Authenticate<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        // The clone that was polled ready is the one that serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let token = match bearer(&req) {
+                Ok(t) => t,
+                Err(why) => return Ok(refuse(why)),
+            };
+            let claims = match crate::oauth::token::verify_access_token(&state, &token).await {
+                Ok(c) => c,
+                Err(_) => return Ok(refuse("the access token is not valid")),
+            };
+            if claims.consent_id.is_none() {
+                return Ok(refuse(
+                    "account data needs a customer-bound token (authorization_code, or client_credentials with authorization_details)",
+                ));
+            }
+            req.extensions_mut().insert(Principal { claims });
+            inner.call(req).await
+        })
+    }
+}

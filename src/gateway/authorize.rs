@@ -1,0 +1,248 @@
+//! The second gateway layer: the token's consent must allow this request.
+//!
+//! The consent belongs to the token's client, is `Authorised`, not deleted or expired, and
+//! its customer's KYC status is `passed` ([`crate::consent::check_access`]); its permissions
+//! cover the route ([`super::route_map`]); the `AccountId` in the path is one it covers. Any
+//! failure is `403` with an `OBErrorResponse1` naming the check, and an audit row with the
+//! client, consent and route. A route obgate does not know is `404`. What passed travels on
+//! as a [`Grant`] extension, which the proxy uses to shape the response.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
+
+use super::authenticate::{BoxFuture, Principal};
+use super::route_map::{self, Matched};
+use crate::audit::{ActorType, AuditEvent, Outcome};
+use crate::clock::Timestamp;
+use crate::consent::Denial;
+use crate::error::{ApiError, ObError};
+use crate::state::AppState;
+
+/// What the consent grants this request.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// The TPP.
+    pub client_id: String,
+    /// The consent.
+    pub consent_id: String,
+    /// Whose data.
+    pub customer_id: String,
+    /// The consented accounts.
+    pub account_ids: Vec<String>,
+    /// The consented permissions.
+    pub permissions: Vec<String>,
+    /// `TransactionFromDateTime`.
+    pub from: Option<Timestamp>,
+    /// `TransactionToDateTime`.
+    pub to: Option<Timestamp>,
+    /// The route and its path parameters.
+    pub matched: Matched,
+}
+
+impl Grant {
+    /// Whether the consent includes `code` (Detail implies Basic).
+    pub fn has(&self, code: &str) -> bool {
+        let granted: Vec<&str> = self.permissions.iter().map(String::as_str).collect();
+        crate::consent::permissions::grants(&granted, code)
+    }
+}
+
+/// [`tower::Layer`] that authorizes gateway requests (after [`super::AuthenticateLayer`]).
+#[derive(Clone, Debug)]
+pub struct AuthorizeLayer {
+    state: AppState,
+}
+
+impl AuthorizeLayer {
+    /// Checks consents, KYC and permissions with this app's storage.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authorize {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service [`AuthorizeLayer`] wraps around the proxy.
+#[derive(Clone, Debug)]
+pub struct Authorize<S> {
+    inner: S,
+    state: AppState,
+}
+
+/// A refusal: the OB error code, what failed, and the audit reason.
+struct Refusal {
+    code: &'static str,
+    message: String,
+    reason: &'static str,
+}
+
+fn refusal(code: &'static str, reason: &'static str, message: String) -> Refusal {
+    Refusal {
+        code,
+        message,
+        reason,
+    }
+}
+
+async fn decide(
+    state: &AppState,
+    path: &str,
+    principal: &Principal,
+) -> Result<Grant, Result<Refusal, Response>> {
+    let claims = &principal.claims;
+    let consent_id = claims.consent_id.clone().unwrap_or_default();
+    let Some(matched) = route_map::lookup(path) else {
+        return Err(Err(ApiError::NotFound {
+            message: "no such account-information route".into(),
+        }
+        .into_response()));
+    };
+    let consent = match crate::consent::check_access(state, &consent_id, &claims.client_id).await {
+        Ok(c) => c,
+        Err(Err(e)) => return Err(Err(e.into_response())),
+        Err(Ok(denial)) => {
+            let code = match denial {
+                Denial::NotFound => "UK.OBIE.Resource.ConsentMismatch",
+                _ => "UK.OBIE.Resource.InvalidConsentStatus",
+            };
+            return Err(Ok(refusal(
+                code,
+                denial.code(),
+                denial.describe(&consent_id),
+            )));
+        }
+    };
+    if consent.customer_id.as_deref() != Some(claims.sub.as_str()) {
+        return Err(Ok(refusal(
+            "UK.OBIE.Resource.ConsentMismatch",
+            "customer_mismatch",
+            "the token's subject is not the consent's customer".into(),
+        )));
+    }
+    let permissions: Vec<String> = consent
+        .permissions
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let granted: Vec<&str> = permissions.iter().map(String::as_str).collect();
+    if let Err(missing) = route_map::permits(&granted, matched.route.need) {
+        return Err(Ok(refusal(
+            "UK.OBIE.Resource.ConsentMismatch",
+            "permission_missing",
+            format!(
+                "consent {consent_id} does not grant {missing}, which {} needs",
+                matched.route.template
+            ),
+        )));
+    }
+    let account_ids: Vec<String> = consent
+        .account_ids
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if let Some(account) = &matched.account_id {
+        if !account_ids.contains(account) {
+            return Err(Ok(refusal(
+                "UK.OBIE.Resource.ConsentMismatch",
+                "account_not_consented",
+                format!("account {account} is not covered by consent {consent_id}"),
+            )));
+        }
+    }
+    let data: serde_json::Value = serde_json::from_str(&consent.data).unwrap_or_default();
+    let date = |f: &str| {
+        data.get(f)
+            .and_then(|v| v.as_str())
+            .and_then(crate::consent::parse_date_time)
+    };
+    Ok(Grant {
+        client_id: claims.client_id.clone(),
+        consent_id,
+        customer_id: claims.sub.clone(),
+        account_ids,
+        permissions,
+        from: date("TransactionFromDateTime"),
+        to: date("TransactionToDateTime"),
+        matched,
+    })
+}
+
+impl<S> Service<Request> for Authorize<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let Some(principal) = req.extensions().get::<Principal>().cloned() else {
+                // Mounted without AuthenticateLayer in front: refuse rather than guess.
+                return Ok(ApiError::Unauthorized {
+                    message: "no authenticated principal".into(),
+                    challenge: Some("Bearer error=\"invalid_token\""),
+                }
+                .into_response());
+            };
+            let path = req.uri().path().to_owned();
+            match decide(&state, &path, &principal).await {
+                Ok(grant) => {
+                    req.extensions_mut().insert(grant);
+                    inner.call(req).await
+                }
+                Err(Err(response)) => Ok(response),
+                Err(Ok(r)) => {
+                    let route = req.uri().path().to_owned();
+                    let audit = AuditEvent::new(
+                        state.clock.now(),
+                        ActorType::Client,
+                        principal.claims.client_id.clone(),
+                        "gateway.access",
+                    )
+                    .on(
+                        "consent",
+                        principal.claims.consent_id.clone().unwrap_or_default(),
+                    )
+                    .outcome(Outcome::Denied, format!("{} {route}", r.reason));
+                    if let Err(e) = state.store.append_audit(&audit).await {
+                        tracing::error!(error = %e, "cannot audit a gateway denial");
+                    }
+                    Ok(ApiError::OpenBanking {
+                        status: StatusCode::FORBIDDEN,
+                        errors: vec![ObError {
+                            code: r.code,
+                            message: r.message,
+                            path: None,
+                        }],
+                    }
+                    .into_response())
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! Canonical paths only: the path the permission check sees is the path that is proxied.
+//!
+//! Under `/open-banking`, every segment must be plain (`A–Z a–z 0–9 . _ ~ -`), never `.` or
+//! `..`, with no empty segments (`//`), no trailing slash, no percent-encoding at all (so no
+//! encoded slash, encoded dot or double encoding) and no `;` parameters. Anything else is
+//! refused before routing with `400 UK.OBIE.Resource.InvalidFormat`, rather than decoded in a
+//! way the upstream might decode differently.
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, ObError};
+
+/// Why a path is not canonical, or `None` when it is.
+pub fn problem(path: &str) -> Option<&'static str> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Some("the path must start with /");
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            return Some("empty path segments (// or a trailing slash) are not allowed");
+        }
+        if segment == "." || segment == ".." {
+            return Some("dot segments are not allowed");
+        }
+        if segment.contains('%') {
+            return Some("percent-encoded characters are not allowed in the path");
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
+        {
+            return Some("path segments may hold only letters, digits, '.', '_', '~' and '-'");
+        }
+    }
+    None
+}
+
+/// Refuses non-canonical `/open-banking` paths before they are routed.
+pub async fn canonical_only(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/open-banking/") {
+        if let Some(why) = problem(path) {
+            return ApiError::OpenBanking {
+                status: StatusCode::BAD_REQUEST,
+                errors: vec![ObError {
+                    code: "UK.OBIE.Resource.InvalidFormat",
+                    message: format!("the request path is not canonical: {why}"),
+                    path: None,
+                }],
+            }
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_segments_pass() {
+        assert_eq!(
+            problem("/open-banking/v3.1/aisp/accounts/acc-1.2_x~y"),
+            None
+        );
+        for bad in [
+            "/open-banking/v3.1/aisp/accounts/../balances",
+            "/open-banking/v3.1/aisp/accounts/./x",
+            "/open-banking/v3.1/aisp/accounts/%2e%2e/balances",
+            "/open-banking/v3.1/aisp/accounts/a%2Fb",
+            "/open-banking/v3.1/aisp/accounts/a%252e",
+            "/open-banking/v3.1/aisp//accounts",
+            "/open-banking/v3.1/aisp/accounts/",
+            "/open-banking/v3.1/aisp/accounts;jsessionid=1",
+            "/open-banking/v3.1/aisp/accounts/a\\b",
+        ] {
+            assert!(problem(bad).is_some(), "{bad} must be refused");
+        }
+    }
+}

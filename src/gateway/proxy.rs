@@ -1,0 +1,391 @@
+//! The last gateway step: the request goes to the bank's account API, and the answer comes
+//! back shaped by the consent.
+//!
+//! - hyper's pooled client (hyper-util) for an `upstream.url`; in sandbox mode with no URL,
+//!   the built-in [`crate::sandbox_bank`] answers in-process through the same code path.
+//! - Outgoing headers: `Authorization`, `Cookie`, hop-by-hop headers and anything the client
+//!   sent as `x-obgate-*` or `x-forwarded-*` are dropped; obgate adds `x-obgate-customer-id`,
+//!   `x-obgate-consent-id`, `x-obgate-client-id`, `x-fapi-interaction-id`,
+//!   `x-forwarded-proto` and the configured upstream credential.
+//! - `fromBookingDateTime`/`toBookingDateTime` are clamped to the consent's transaction window.
+//! - JSON answers are read (at most `upstream.max_body`), filtered ([`super::filter`]) and their
+//!   links rewritten; other bodies (statement files) stream through.
+//! - Unreachable → `502`, too slow → `504`, an upstream 4xx/5xx keeps its status with obgate's
+//!   own error body (nothing of the upstream's internals reaches the TPP).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::ServiceExt;
+
+use super::authorize::Grant;
+use super::route_map::Shape;
+use crate::config::UpstreamConfig;
+use crate::error::{ApiError, ObError};
+use crate::http::middleware::InteractionId;
+use crate::state::AppState;
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// Where account data comes from.
+pub enum Upstream {
+    /// The bank's API over HTTP(S).
+    Http(Box<HttpUpstream>),
+    /// The built-in sandbox bank, called in-process.
+    Sandbox(Router),
+}
+
+/// The bank's API over HTTP(S).
+pub struct HttpUpstream {
+    /// Pooled client.
+    client: HttpsClient,
+    /// Base URL (scheme, authority, optional path prefix).
+    base: url::Url,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upstream::Http(h) => write!(f, "Upstream::Http({})", h.base),
+            Upstream::Sandbox(_) => f.write_str("Upstream::Sandbox"),
+        }
+    }
+}
+
+/// The proxy: the upstream and the limits it is called with.
+#[derive(Debug)]
+pub struct Proxy {
+    upstream: Upstream,
+    timeout: Duration,
+    max_body: usize,
+    credential: Option<(HeaderName, HeaderValue)>,
+}
+
+impl Proxy {
+    /// Builds the proxy from config (the sandbox bank when no upstream URL is set).
+    pub fn new(config: &UpstreamConfig, clock: std::sync::Arc<dyn crate::clock::Clock>) -> Self {
+        let upstream = match &config.url {
+            Some(base) => {
+                let mut http = HttpConnector::new();
+                http.set_connect_timeout(Some(config.connect_timeout));
+                http.enforce_http(false);
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_webpki_roots()
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http);
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(config.pool_size)
+                    .build(https);
+                Upstream::Http(Box::new(HttpUpstream {
+                    client,
+                    base: base.clone(),
+                }))
+            }
+            None => Upstream::Sandbox(crate::sandbox_bank::router(clock)),
+        };
+        let credential = config.credential.as_ref().and_then(|c| {
+            let (name, value) = c.expose().split_once(':')?;
+            Some((
+                HeaderName::try_from(name.trim()).ok()?,
+                HeaderValue::try_from(value.trim()).ok()?,
+            ))
+        });
+        Self {
+            upstream,
+            timeout: config.timeout,
+            max_body: config.max_body,
+            credential,
+        }
+    }
+}
+
+/// Why the upstream gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// Connection refused, reset, DNS, TLS: a 502.
+    Unreachable,
+    /// No answer within `upstream.timeout`: a 504.
+    Timeout,
+}
+
+impl Proxy {
+    /// One GET to the upstream with these headers, within the timeout.
+    pub async fn call(
+        &self,
+        path_and_query: &str,
+        headers: HeaderMap,
+    ) -> Result<Response, UpstreamError> {
+        let request = |uri: &str| -> Result<axum::http::Request<Body>, UpstreamError> {
+            let uri: Uri = uri.parse().map_err(|_| UpstreamError::Unreachable)?;
+            let mut out = axum::http::Request::get(uri)
+                .body(Body::empty())
+                .map_err(|_| UpstreamError::Unreachable)?;
+            *out.headers_mut() = headers.clone();
+            Ok(out)
+        };
+        let call = async {
+            match &self.upstream {
+                Upstream::Http(h) => {
+                    let uri = format!("{}{path_and_query}", h.base.as_str().trim_end_matches('/'));
+                    h.client
+                        .request(request(&uri)?)
+                        .await
+                        .map(|r| r.map(Body::new))
+                        .map_err(|e| {
+                            tracing::warn!(error = %e, "upstream unreachable");
+                            UpstreamError::Unreachable
+                        })
+                }
+                Upstream::Sandbox(router) => router
+                    .clone()
+                    .oneshot(request(path_and_query)?)
+                    .await
+                    .map_err(|_| UpstreamError::Unreachable),
+            }
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout))
+    }
+
+    /// A customer's accounts as the upstream lists them (for the bank's consent UI).
+    pub async fn accounts_of(
+        &self,
+        customer_id: &str,
+        interaction: &str,
+    ) -> Result<Vec<serde_json::Value>, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::try_from(customer_id) {
+            headers.insert("x-obgate-customer-id", v);
+        }
+        if let Ok(v) = HeaderValue::try_from(interaction) {
+            headers.insert("x-fapi-interaction-id", v);
+        }
+        if let Some((name, value)) = &self.credential {
+            headers.insert(name.clone(), value.clone());
+        }
+        let res = self
+            .call(&format!("{}/accounts", super::route_map::PREFIX), headers)
+            .await?;
+        if !res.status().is_success() {
+            return Err(UpstreamError::Unreachable);
+        }
+        let bytes = http_body_util::Limited::new(res.into_body(), self.max_body)
+            .collect()
+            .await
+            .map_err(|_| UpstreamError::Unreachable)?
+            .to_bytes();
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|_| UpstreamError::Unreachable)?;
+        Ok(body["Data"]["Account"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+fn dropped(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    HOP_BY_HOP.contains(&n)
+        || n == "authorization"
+        || n == "cookie"
+        || n == "forwarded"
+        || n == "content-length"
+        || n.starts_with("x-obgate-")
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-sandbox-")
+}
+
+/// The query sent upstream: booking dates clamped to the consent's window.
+fn upstream_query(query: Option<&str>, grant: &Grant) -> Option<String> {
+    let mut pairs: Vec<(String, String)> = query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    if grant.matched.route.shape == Shape::Transactions {
+        let fmt = |t: crate::clock::Timestamp| super::super::consent::ob_routes::ob_time(t);
+        let clamp = |key: &str,
+                     bound: Option<crate::clock::Timestamp>,
+                     later: bool,
+                     pairs: &mut Vec<(String, String)>| {
+            let Some(bound) = bound else { return };
+            let current = pairs.iter().position(|(k, _)| k == key);
+            let asked = current.and_then(|i| lenient_date_time(&pairs[i].1));
+            let value = match asked {
+                Some(a) if (later && a > bound) || (!later && a < bound) => a,
+                _ => bound,
+            };
+            match current {
+                Some(i) => pairs[i].1 = fmt(value),
+                None => pairs.push((key.to_owned(), fmt(value))),
+            }
+        };
+        clamp("fromBookingDateTime", grant.from, true, &mut pairs);
+        clamp("toBookingDateTime", grant.to, false, &mut pairs);
+    }
+    if pairs.is_empty() {
+        return None;
+    }
+    Some(
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish(),
+    )
+}
+
+/// A booking-date query value: RFC 3339, or (as the AIS profile allows) a date-time without
+/// an offset or a bare date, read as UTC.
+fn lenient_date_time(s: &str) -> Option<crate::clock::Timestamp> {
+    crate::consent::parse_date_time(s)
+        .or_else(|| crate::consent::parse_date_time(&format!("{s}Z")))
+        .or_else(|| crate::consent::parse_date_time(&format!("{s}T00:00:00Z")))
+}
+
+fn ob_error(status: StatusCode, message: String) -> Response {
+    ApiError::OpenBanking {
+        status,
+        errors: vec![ObError {
+            code: "UK.OBIE.UnexpectedError",
+            message,
+            path: None,
+        }],
+    }
+    .into_response()
+}
+
+/// The axum handler at the end of the gateway stack.
+pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    let Some(grant) = req.extensions().get::<Grant>().cloned() else {
+        return ApiError::internal("gateway proxy reached without a grant").into_response();
+    };
+    let interaction = req
+        .extensions()
+        .get::<InteractionId>()
+        .map(|i| i.0.clone())
+        .unwrap_or_default();
+    let proxy = &state.gateway;
+    let path = req.uri().path().to_owned();
+    let query = upstream_query(req.uri().query(), &grant);
+    let mut headers = HeaderMap::new();
+    for (name, value) in req.headers() {
+        if !dropped(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let add = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::try_from(value) {
+            headers.insert(name, v);
+        }
+    };
+    add(&mut headers, "x-obgate-customer-id", &grant.customer_id);
+    add(&mut headers, "x-obgate-consent-id", &grant.consent_id);
+    add(&mut headers, "x-obgate-client-id", &grant.client_id);
+    add(&mut headers, "x-fapi-interaction-id", &interaction);
+    add(
+        &mut headers,
+        "x-forwarded-proto",
+        state.config.public_url.scheme(),
+    );
+    if let Some((name, value)) = &proxy.credential {
+        headers.insert(name.clone(), value.clone());
+    }
+    let path_and_query = match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    let started = std::time::Instant::now();
+    let upstream = match proxy.call(&path_and_query, headers).await {
+        Ok(r) => r,
+        Err(UpstreamError::Timeout) => {
+            return ob_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the bank's account service did not answer in time".into(),
+            )
+        }
+        Err(UpstreamError::Unreachable) => {
+            return ob_error(
+                StatusCode::BAD_GATEWAY,
+                "the bank's account service cannot be reached".into(),
+            )
+        }
+    };
+    tracing::debug!(
+        upstream_ms = started.elapsed().as_millis() as u64,
+        "upstream answered"
+    );
+    let status = upstream.status();
+    if !status.is_success() {
+        // Keep the status, never the upstream's body or headers.
+        return ApiError::OpenBanking {
+            status,
+            errors: vec![ObError {
+                code: if status.is_client_error() {
+                    "UK.OBIE.Resource.NotFound"
+                } else {
+                    "UK.OBIE.UnexpectedError"
+                },
+                message: format!("the bank's account service answered {}", status.as_u16()),
+                path: None,
+            }],
+        }
+        .into_response();
+    }
+    let content_type = upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+    let is_json = content_type.to_str().is_ok_and(|c| c.contains("json"));
+    if !is_json || grant.matched.route.shape == Shape::File {
+        // Nothing to filter: stream it.
+        let mut res = Response::new(upstream.into_body());
+        res.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        return res;
+    }
+    let bytes = match http_body_util::Limited::new(upstream.into_body(), proxy.max_body)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return ob_error(
+                StatusCode::BAD_GATEWAY,
+                "the bank's account service sent an unreadable or oversized answer".into(),
+            )
+        }
+    };
+    let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return ob_error(
+            StatusCode::BAD_GATEWAY,
+            "the bank's account service sent malformed JSON".into(),
+        );
+    };
+    super::filter::apply(&mut body, &grant);
+    super::filter::rewrite_links(&mut body, state.config.public_base());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}

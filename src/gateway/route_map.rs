@@ -1,0 +1,312 @@
+//! The permission map: every account-information route obgate proxies, the consent permission
+//! it needs (from the UK OB v3.1.11 AIS profile in `../shared/specs/`), and how its response
+//! is filtered. One table; the router, the authorize layer and the OpenAPI test all read it.
+
+use crate::consent::permissions::grants;
+
+/// What a route needs from the consent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Any one of these permissions (a Detail permission implies its Basic one).
+    Any(&'static [&'static str]),
+    /// Transactions: (`ReadTransactionsBasic` or `Detail`) and (`Credits` or `Debits`).
+    Transactions,
+}
+
+/// How the gateway shapes a route's response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Accounts (`Data.Account`): consented accounts only; `Account` identification needs Detail.
+    Accounts,
+    /// Balances (`Data.Balance`).
+    Balances,
+    /// Transactions (`Data.Transaction`): accounts, credit/debit, time window, Detail fields.
+    Transactions,
+    /// Beneficiaries (`Data.Beneficiary`); `CreditorAccount`/`CreditorAgent` need Detail.
+    Beneficiaries,
+    /// Direct debits (`Data.DirectDebit`).
+    DirectDebits,
+    /// Standing orders (`Data.StandingOrder`); creditor details need Detail.
+    StandingOrders,
+    /// Products (`Data.Product`).
+    Products,
+    /// Offers (`Data.Offer`).
+    Offers,
+    /// Parties of an account (`Data.Party`), no account filter needed.
+    Party,
+    /// Scheduled payments (`Data.ScheduledPayment`); creditor details need Detail.
+    ScheduledPayments,
+    /// Statements (`Data.Statement`); `StatementAmount` needs Detail.
+    Statements,
+    /// A statement file: passed through untouched.
+    File,
+}
+
+/// One proxied route.
+#[derive(Debug)]
+pub struct RouteSpec {
+    /// Path template under `/open-banking/v3.1/aisp`, with `{AccountId}`/`{StatementId}`.
+    pub template: &'static str,
+    /// The permission it needs.
+    pub need: Need,
+    /// How its response is shaped.
+    pub shape: Shape,
+}
+
+const ACCOUNTS: Need = Need::Any(&["ReadAccountsBasic", "ReadAccountsDetail"]);
+const BALANCES: Need = Need::Any(&["ReadBalances"]);
+const BENEFICIARIES: Need = Need::Any(&["ReadBeneficiariesBasic", "ReadBeneficiariesDetail"]);
+const DIRECT_DEBITS: Need = Need::Any(&["ReadDirectDebits"]);
+const OFFERS: Need = Need::Any(&["ReadOffers"]);
+const PARTY: Need = Need::Any(&["ReadParty"]);
+const PARTY_PSU: Need = Need::Any(&["ReadPartyPSU"]);
+const PRODUCTS: Need = Need::Any(&["ReadProducts"]);
+const SCHEDULED: Need = Need::Any(&["ReadScheduledPaymentsBasic", "ReadScheduledPaymentsDetail"]);
+const STANDING: Need = Need::Any(&["ReadStandingOrdersBasic", "ReadStandingOrdersDetail"]);
+const STATEMENTS: Need = Need::Any(&["ReadStatementsBasic", "ReadStatementsDetail"]);
+const STATEMENT_FILE: Need = Need::Any(&["ReadStatementsDetail"]);
+
+/// The prefix every route lives under.
+pub const PREFIX: &str = "/open-banking/v3.1/aisp";
+
+/// Every route, as the AIS profile maps them.
+pub const ROUTES: [RouteSpec; 26] = [
+    RouteSpec {
+        template: "/accounts",
+        need: ACCOUNTS,
+        shape: Shape::Accounts,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}",
+        need: ACCOUNTS,
+        shape: Shape::Accounts,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/balances",
+        need: BALANCES,
+        shape: Shape::Balances,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/beneficiaries",
+        need: BENEFICIARIES,
+        shape: Shape::Beneficiaries,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/direct-debits",
+        need: DIRECT_DEBITS,
+        shape: Shape::DirectDebits,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/offers",
+        need: OFFERS,
+        shape: Shape::Offers,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/parties",
+        need: PARTY,
+        shape: Shape::Party,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/party",
+        need: PARTY,
+        shape: Shape::Party,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/product",
+        need: PRODUCTS,
+        shape: Shape::Products,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/scheduled-payments",
+        need: SCHEDULED,
+        shape: Shape::ScheduledPayments,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/standing-orders",
+        need: STANDING,
+        shape: Shape::StandingOrders,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/statements",
+        need: STATEMENTS,
+        shape: Shape::Statements,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/statements/{StatementId}",
+        need: STATEMENTS,
+        shape: Shape::Statements,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/statements/{StatementId}/file",
+        need: STATEMENT_FILE,
+        shape: Shape::File,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/statements/{StatementId}/transactions",
+        need: Need::Transactions,
+        shape: Shape::Transactions,
+    },
+    RouteSpec {
+        template: "/accounts/{AccountId}/transactions",
+        need: Need::Transactions,
+        shape: Shape::Transactions,
+    },
+    RouteSpec {
+        template: "/balances",
+        need: BALANCES,
+        shape: Shape::Balances,
+    },
+    RouteSpec {
+        template: "/beneficiaries",
+        need: BENEFICIARIES,
+        shape: Shape::Beneficiaries,
+    },
+    RouteSpec {
+        template: "/direct-debits",
+        need: DIRECT_DEBITS,
+        shape: Shape::DirectDebits,
+    },
+    RouteSpec {
+        template: "/offers",
+        need: OFFERS,
+        shape: Shape::Offers,
+    },
+    RouteSpec {
+        template: "/party",
+        need: PARTY_PSU,
+        shape: Shape::Party,
+    },
+    RouteSpec {
+        template: "/products",
+        need: PRODUCTS,
+        shape: Shape::Products,
+    },
+    RouteSpec {
+        template: "/scheduled-payments",
+        need: SCHEDULED,
+        shape: Shape::ScheduledPayments,
+    },
+    RouteSpec {
+        template: "/standing-orders",
+        need: STANDING,
+        shape: Shape::StandingOrders,
+    },
+    RouteSpec {
+        template: "/statements",
+        need: STATEMENTS,
+        shape: Shape::Statements,
+    },
+    RouteSpec {
+        template: "/transactions",
+        need: Need::Transactions,
+        shape: Shape::Transactions,
+    },
+];
+
+/// A request path matched to its route, with the path parameters.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    /// The route.
+    pub route: &'static RouteSpec,
+    /// `{AccountId}`, when the route has one.
+    pub account_id: Option<String>,
+    /// `{StatementId}`, when the route has one.
+    pub statement_id: Option<String>,
+}
+
+/// Matches a canonical path (see [`super::path`]) to its route; `None` for routes obgate
+/// does not know (a 404).
+pub fn lookup(path: &str) -> Option<Matched> {
+    let rest = path.strip_prefix(PREFIX)?;
+    let segments: Vec<&str> = rest.split('/').skip(1).collect();
+    ROUTES.iter().find_map(|route| {
+        let tpl: Vec<&str> = route.template.split('/').skip(1).collect();
+        if tpl.len() != segments.len() {
+            return None;
+        }
+        let mut m = Matched {
+            route,
+            account_id: None,
+            statement_id: None,
+        };
+        for (t, s) in tpl.iter().zip(&segments) {
+            match *t {
+                "{AccountId}" => m.account_id = Some((*s).to_owned()),
+                "{StatementId}" => m.statement_id = Some((*s).to_owned()),
+                lit if lit == *s => {}
+                _ => return None,
+            }
+        }
+        Some(m)
+    })
+}
+
+/// Whether `granted` permissions satisfy `need`; the missing permission when not.
+pub fn permits(granted: &[&str], need: Need) -> Result<(), String> {
+    match need {
+        Need::Any(options) => {
+            if options.iter().any(|p| grants(granted, p)) {
+                Ok(())
+            } else {
+                Err(options.join(" or "))
+            }
+        }
+        Need::Transactions => {
+            let list = grants(granted, "ReadTransactionsBasic");
+            let direction = granted.contains(&"ReadTransactionsCredits")
+                || granted.contains(&"ReadTransactionsDebits");
+            if list && direction {
+                Ok(())
+            } else {
+                Err("ReadTransactionsBasic or ReadTransactionsDetail, with ReadTransactionsCredits or ReadTransactionsDebits".into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_their_routes_and_capture_ids() {
+        let m = lookup("/open-banking/v3.1/aisp/accounts/a1/statements/s9/transactions").unwrap();
+        assert_eq!(
+            m.route.template,
+            "/accounts/{AccountId}/statements/{StatementId}/transactions"
+        );
+        assert_eq!(m.account_id.as_deref(), Some("a1"));
+        assert_eq!(m.statement_id.as_deref(), Some("s9"));
+        assert_eq!(
+            lookup("/open-banking/v3.1/aisp/accounts")
+                .unwrap()
+                .account_id,
+            None
+        );
+        assert!(lookup("/open-banking/v3.1/aisp/payments").is_none());
+        assert!(lookup("/open-banking/v3.1/aisp/accounts/a1/unknown").is_none());
+        assert!(lookup("/open-banking/v3.1/aisp/account-access-consents").is_none());
+    }
+
+    #[test]
+    fn the_profile_permission_rules() {
+        assert!(permits(&["ReadAccountsDetail"], ACCOUNTS).is_ok());
+        assert!(permits(&["ReadBalances"], ACCOUNTS).is_err());
+        assert!(permits(
+            &["ReadTransactionsDetail", "ReadTransactionsDebits"],
+            Need::Transactions
+        )
+        .is_ok());
+        assert!(permits(&["ReadTransactionsBasic"], Need::Transactions).is_err());
+        assert!(permits(&["ReadTransactionsCredits"], Need::Transactions).is_err());
+        assert!(
+            permits(&["ReadStatementsBasic"], STATEMENT_FILE).is_err(),
+            "files need Detail"
+        );
+        assert!(
+            permits(&["ReadStatementsDetail"], STATEMENTS).is_ok(),
+            "Detail implies Basic"
+        );
+        assert!(permits(&["ReadParty"], PARTY_PSU).is_err());
+    }
+}

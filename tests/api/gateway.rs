@@ -1,0 +1,597 @@
+//! The gateway: every denial, the response shaping, proxy hygiene, path normalisation,
+//! upstream failures, and a full TPP journey against the built-in sandbox bank whose every
+//! answer is validated against the official UK OB file.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{spawn_with, Resp, TestApp};
+use crate::kyc::{passed_customer, FAST};
+use crate::oauth::{form, register};
+use crate::ob_spec;
+
+const AISP: &str = "/open-banking/v3.1/aisp";
+
+const ALL: &[&str] = &[
+    "ReadAccountsDetail",
+    "ReadBalances",
+    "ReadBeneficiariesDetail",
+    "ReadDirectDebits",
+    "ReadOffers",
+    "ReadParty",
+    "ReadPartyPSU",
+    "ReadProducts",
+    "ReadScheduledPaymentsDetail",
+    "ReadStandingOrdersDetail",
+    "ReadStatementsDetail",
+    "ReadTransactionsDetail",
+    "ReadTransactionsCredits",
+    "ReadTransactionsDebits",
+];
+
+/// What a test TPP holds after the customer approved its consent.
+struct Access {
+    client_id: String,
+    secret: String,
+    consent_id: String,
+    customer_id: String,
+    token: String,
+}
+
+async fn cc_token(app: &TestApp, id: &str, secret: &str) -> String {
+    let r = form(
+        app,
+        "/oauth2/token",
+        Some((id, secret)),
+        "grant_type=client_credentials&scope=accounts",
+    )
+    .await;
+    r.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn bound_token(app: &TestApp, id: &str, secret: &str, consent: &str) -> Resp {
+    let details =
+        json!([{"type": "openbanking_account_access", "consent_id": consent}]).to_string();
+    form(
+        app,
+        "/oauth2/token",
+        Some((id, secret)),
+        &format!(
+            "grant_type=client_credentials&scope=accounts&authorization_details={}",
+            form_urlencoded::byte_serialize(details.as_bytes()).collect::<String>()
+        ),
+    )
+    .await
+}
+
+/// A customer whose KYC passed, a consent with `data` authorised for `accounts`, and a
+/// customer-bound token.
+async fn access(app: &TestApp, data: Value, accounts: Option<Vec<String>>) -> Access {
+    let customer_id = passed_customer(app).await;
+    let (client_id, secret) = register(app, json!({"client_name": "Acme"})).await;
+    let cc = cc_token(app, &client_id, &secret).await;
+    let r = app
+        .send(
+            app.request(Method::POST, &format!("{AISP}/account-access-consents"))
+                .bearer_auth(&cc)
+                .json(&json!({"Data": data, "Risk": {}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let consent_id = r.json()["Data"]["ConsentId"].as_str().unwrap().to_owned();
+    let accounts = accounts.unwrap_or_else(|| obgate::sandbox_bank::account_ids(&customer_id));
+    let r = app
+        .send(
+            app.admin(
+                Method::POST,
+                &format!("/api/v0/consents/{consent_id}/authorise"),
+            )
+            .json(&json!({"customer_id": customer_id, "account_ids": accounts})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = bound_token(app, &client_id, &secret, &consent_id).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    Access {
+        client_id,
+        secret,
+        consent_id,
+        customer_id,
+        token,
+    }
+}
+
+/// GETs an AIS path with the token, checking the answer against both contracts.
+async fn get(app: &TestApp, path: &str, token: &str) -> Resp {
+    let r = app
+        .send(app.request(Method::GET, path).bearer_auth(token))
+        .await;
+    let template = path.split('?').next().unwrap();
+    ob_spec::check_response("GET", template, r.status, &r.headers, &r.body);
+    r
+}
+
+#[tokio::test]
+async fn a_tpp_reads_every_resource_from_the_sandbox_bank_and_every_answer_is_valid_ob() {
+    let app = spawn_with(FAST).await;
+    let a = access(&app, json!({"Permissions": ALL}), None).await;
+    let accounts = get(&app, &format!("{AISP}/accounts"), &a.token).await;
+    assert_eq!(accounts.status, 200, "{}", accounts.text());
+    let listed: Vec<String> = accounts.json()["Data"]["Account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["AccountId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, obgate::sandbox_bank::account_ids(&a.customer_id));
+    // The bank's consent UI lists the same accounts through the upstream.
+    let r = app
+        .admin_get(&format!("/api/v0/customers/{}/accounts", a.customer_id))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let offered: Vec<String> = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["account_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(offered, listed);
+    assert_eq!(
+        app.admin_get("/api/v0/customers/cus_nope/accounts")
+            .await
+            .status,
+        404
+    );
+    let links = accounts.json()["Links"]["Self"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let meta = app
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert!(
+        links.starts_with(meta["issuer"].as_str().unwrap()),
+        "links point at obgate: {links}"
+    );
+    let acc = &listed[0];
+    let statements = get(&app, &format!("{AISP}/accounts/{acc}/statements"), &a.token).await;
+    assert_eq!(statements.status, 200, "{}", statements.text());
+    let statement = statements.json()["Data"]["Statement"][0]["StatementId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for tail in [
+        "/balances",
+        "/beneficiaries",
+        "/direct-debits",
+        "/offers",
+        "/party",
+        "/products",
+        "/scheduled-payments",
+        "/standing-orders",
+        "/statements",
+        "/transactions",
+    ] {
+        let r = get(&app, &format!("{AISP}{tail}"), &a.token).await;
+        assert_eq!(r.status, 200, "{tail}: {}", r.text());
+    }
+    for tail in [
+        "",
+        "/balances",
+        "/beneficiaries",
+        "/direct-debits",
+        "/offers",
+        "/parties",
+        "/party",
+        "/product",
+        "/scheduled-payments",
+        "/standing-orders",
+        "/statements",
+        "/transactions",
+    ] {
+        let r = get(&app, &format!("{AISP}/accounts/{acc}{tail}"), &a.token).await;
+        assert_eq!(r.status, 200, "{tail}: {}", r.text());
+    }
+    for tail in ["", "/transactions", "/file"] {
+        let r = get(
+            &app,
+            &format!("{AISP}/accounts/{acc}/statements/{statement}{tail}"),
+            &a.token,
+        )
+        .await;
+        assert_eq!(r.status, 200, "statement{tail}: {}", r.text());
+    }
+    let tx = get(&app, &format!("{AISP}/transactions"), &a.token)
+        .await
+        .json();
+    assert!(
+        tx["Data"]["Transaction"].as_array().unwrap().len() > 50,
+        "a year of transactions"
+    );
+}
+
+#[tokio::test]
+async fn every_denial_gets_its_status_and_is_audited() {
+    let app = spawn_with(FAST).await;
+    let a = access(
+        &app,
+        json!({"Permissions": ["ReadAccountsBasic", "ReadBalances"]}),
+        None,
+    )
+    .await;
+    let accounts = format!("{AISP}/accounts");
+
+    // 401: no token, a token in the query, a client-level token, a revoked token.
+    let r = app.send(app.request(Method::GET, &accounts)).await;
+    assert_eq!((r.status, r.body.is_empty()), (401, true));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    let r = app
+        .send(app.request(Method::GET, &format!("{accounts}?access_token={}", a.token)))
+        .await;
+    assert_eq!(r.status, 401, "a token in the query string is refused");
+    let cc = cc_token(&app, &a.client_id, &a.secret).await;
+    assert_eq!(
+        get(&app, &accounts, &cc).await.status,
+        401,
+        "client-level token"
+    );
+    let other = bound_token(&app, &a.client_id, &a.secret, &a.consent_id)
+        .await
+        .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = form(
+        &app,
+        "/oauth2/revoke",
+        Some((&a.client_id, &a.secret)),
+        &format!("token={other}"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        get(&app, &accounts, &other).await.status,
+        401,
+        "revoked at once"
+    );
+    assert_eq!(get(&app, &accounts, &a.token).await.status, 200);
+
+    // 403: a permission the consent lacks, an account it does not cover.
+    let r = get(&app, &format!("{AISP}/transactions"), &a.token).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.json()["Errors"][0]["ErrorCode"],
+        "UK.OBIE.Resource.ConsentMismatch"
+    );
+    assert!(r.json()["Errors"][0]["Message"]
+        .as_str()
+        .unwrap()
+        .contains("ReadTransactions"));
+    let r = get(
+        &app,
+        &format!("{AISP}/accounts/not-mine/balances"),
+        &a.token,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(r.json()["Errors"][0]["Message"]
+        .as_str()
+        .unwrap()
+        .contains("not-mine"));
+
+    // 404: a route obgate does not know.
+    let r = app
+        .send(
+            app.request(Method::GET, &format!("{AISP}/payments"))
+                .bearer_auth(&a.token),
+        )
+        .await;
+    assert_eq!((r.status, r.body.is_empty()), (404, true));
+
+    // A KYC downgrade and a revocation end access on the next request.
+    let review = |decision: &str| {
+        app.admin(
+            Method::POST,
+            &format!(
+                "/api/v0/customers/{}/verification-kyc/review",
+                a.customer_id
+            ),
+        )
+        .json(&json!({"decision": decision, "reason": "test"}))
+    };
+    assert_eq!(app.send(review("failed")).await.status, 200);
+    let r = get(&app, &accounts, &a.token).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.json()["Errors"][0]["ErrorCode"],
+        "UK.OBIE.Resource.InvalidConsentStatus"
+    );
+    assert!(r.json()["Errors"][0]["Message"]
+        .as_str()
+        .unwrap()
+        .contains("KYC"));
+    assert_eq!(app.send(review("passed")).await.status, 200);
+    assert_eq!(get(&app, &accounts, &a.token).await.status, 200);
+    let r = app
+        .send(
+            app.admin(
+                Method::POST,
+                &format!("/api/v0/consents/{}/revoke", a.consent_id),
+            )
+            .json(&json!({"reason": "customer"})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // The consent's tokens are on the deny list now, so the token itself is refused.
+    assert_eq!(get(&app, &accounts, &a.token).await.status, 401);
+
+    let denied = app.audit("action=gateway.access&outcome=denied").await;
+    let reasons: Vec<&str> = denied
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    for want in [
+        "permission_missing",
+        "account_not_consented",
+        "kyc_not_passed",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.starts_with(want)),
+            "{want} not audited: {reasons:?}"
+        );
+    }
+    assert!(denied
+        .iter()
+        .all(|r| r["resource_id"] == a.consent_id.as_str()));
+}
+
+/// A fake bank: answers from a script and records what it was sent.
+#[derive(Clone, Default)]
+struct FakeBank {
+    seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
+    delay: Duration,
+}
+
+async fn fake_bank(bank: FakeBank, extra_account: &'static str) -> String {
+    use axum::extract::{OriginalUri, State};
+    use axum::routing::get;
+    async fn any(
+        State((bank, extra)): State<(FakeBank, &'static str)>,
+        OriginalUri(uri): OriginalUri,
+        headers: HeaderMap,
+    ) -> axum::Json<Value> {
+        bank.seen
+            .lock()
+            .unwrap()
+            .push((uri.to_string(), headers.clone()));
+        tokio::time::sleep(bank.delay).await;
+        let customer = headers["x-obgate-customer-id"].to_str().unwrap().to_owned();
+        let mine = obgate::sandbox_bank::account_ids(&customer)[0].clone();
+        let tx = |acc: &str, cd: &str, at: &str| {
+            json!({
+                "AccountId": acc, "TransactionId": format!("t-{acc}-{cd}-{at}"), "CreditDebitIndicator": cd,
+                "Status": "Booked", "BookingDateTime": at, "Amount": {"Amount": "10.00", "Currency": "GBP"},
+                "TransactionInformation": "Coffee at Cafe", "MerchantDetails": {"MerchantName": "Cafe"},
+                "Balance": {"Amount": {"Amount": "100.00", "Currency": "GBP"}, "CreditDebitIndicator": "Credit", "Type": "InterimBooked"}
+            })
+        };
+        let path = uri.path().to_owned();
+        axum::Json(if path.ends_with("/transactions") {
+            json!({"Data": {"Transaction": [
+                tx(&mine, "Debit", "2026-03-01T10:00:00+00:00"),
+                tx(&mine, "Credit", "2026-03-02T10:00:00+00:00"),
+                tx(&mine, "Debit", "2025-06-01T10:00:00+00:00"),
+                tx(extra, "Debit", "2026-03-01T10:00:00+00:00"),
+            ]}, "Links": {"Self": format!("http://core.bank.internal{uri}")}, "Meta": {"TotalPages": 1}})
+        } else {
+            json!({"Data": {"Account": [
+                {"AccountId": mine, "Currency": "GBP", "AccountType": "Personal", "AccountSubType": "CurrentAccount",
+                 "Account": [{"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "11223312345678"}]},
+                {"AccountId": extra, "Currency": "GBP", "AccountType": "Personal", "AccountSubType": "CurrentAccount"}
+            ]}, "Links": {"Self": format!("http://core.bank.internal{uri}")}, "Meta": {"TotalPages": 1}})
+        })
+    }
+    let router = axum::Router::new()
+        .fallback(get(any))
+        .with_state((bank, extra_account));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}/core")
+}
+
+#[tokio::test]
+async fn only_consented_accounts_detail_direction_and_window_reach_the_tpp() {
+    let bank = FakeBank::default();
+    let url = fake_bank(bank.clone(), "someone-elses").await;
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_UPSTREAM_URL", &url));
+    env.push(("OBGATE_UPSTREAM_CREDENTIAL", "x-bank-key: s3cret"));
+    let app = spawn_with(&env).await;
+    let a = access(
+        &app,
+        json!({"Permissions": ["ReadAccountsBasic", "ReadTransactionsBasic", "ReadTransactionsDebits"],
+               "TransactionFromDateTime": "2026-01-01T00:00:00+00:00",
+               "TransactionToDateTime": "2026-12-31T00:00:00+00:00"}),
+        None,
+    )
+    .await;
+    let r = app
+        .send(
+            app.request(Method::GET, &format!("{AISP}/accounts"))
+                .bearer_auth(&a.token)
+                .header("cookie", "session=abc")
+                .header("x-obgate-customer-id", "cus_forged")
+                .header("x-forwarded-for", "10.0.0.1")
+                .header(
+                    "x-fapi-interaction-id",
+                    "11111111-2222-3333-4444-555555555555",
+                ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    let accounts = body["Data"]["Account"].as_array().unwrap();
+    assert_eq!(
+        accounts.len(),
+        1,
+        "the upstream's extra account never leaks"
+    );
+    assert!(
+        accounts[0].get("Account").is_none(),
+        "Basic: no account identification"
+    );
+    assert!(
+        body["Links"]["Self"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1"),
+        "{body}"
+    );
+    assert!(!r.text().contains("core.bank.internal"));
+
+    let (uri, headers) = bank.seen.lock().unwrap()[0].clone();
+    assert_eq!(uri, "/core/open-banking/v3.1/aisp/accounts");
+    assert_eq!(
+        headers["x-obgate-customer-id"],
+        a.customer_id.as_str(),
+        "obgate's, not the forged one"
+    );
+    assert_eq!(headers["x-obgate-consent-id"], a.consent_id.as_str());
+    assert_eq!(headers["x-obgate-client-id"], a.client_id.as_str());
+    assert_eq!(headers["x-bank-key"], "s3cret");
+    assert_eq!(
+        headers["x-fapi-interaction-id"],
+        "11111111-2222-3333-4444-555555555555"
+    );
+    for gone in ["authorization", "cookie", "x-forwarded-for"] {
+        assert!(headers.get(gone).is_none(), "{gone} reached the upstream");
+    }
+
+    let r = app
+        .send(
+            app.request(Method::GET, &format!("{AISP}/transactions?fromBookingDateTime=2020-01-01T00:00:00&toBookingDateTime=2026-06-30T00:00:00"))
+                .bearer_auth(&a.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let items = r.json()["Data"]["Transaction"].as_array().unwrap().clone();
+    assert_eq!(
+        items.len(),
+        1,
+        "own account, debit, inside the window: {items:?}"
+    );
+    assert!(items[0].get("TransactionInformation").is_none() && items[0].get("Balance").is_none());
+    let (uri, _) = bank.seen.lock().unwrap().last().cloned().unwrap();
+    let q: std::collections::HashMap<String, String> = url::Url::parse(&format!("http://x{uri}"))
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(
+        q["fromBookingDateTime"], "2026-01-01T00:00:00+00:00",
+        "clamped to the consent"
+    );
+    assert_eq!(
+        q["toBookingDateTime"], "2026-06-30T00:00:00+00:00",
+        "the narrower of the two"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = FAST.to_vec();
+    let dead = format!("http://127.0.0.1:{port}");
+    env.push(("OBGATE_UPSTREAM_URL", &dead));
+    let app = spawn_with(&env).await;
+    let a = access(
+        &app,
+        json!({"Permissions": ["ReadAccountsBasic"]}),
+        Some(vec!["acc-1".into()]),
+    )
+    .await;
+    // 502 and 504 are obgate's own answers (the official file lists neither), so only
+    // obgate's contract applies.
+    let accounts = format!("{AISP}/accounts");
+    let r = app
+        .send(app.request(Method::GET, &accounts).bearer_auth(&a.token))
+        .await;
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.json()["Errors"][0]["ErrorCode"],
+        "UK.OBIE.UnexpectedError"
+    );
+
+    let slow = FakeBank {
+        delay: Duration::from_secs(3),
+        ..FakeBank::default()
+    };
+    let url = fake_bank(slow, "x").await;
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_UPSTREAM_URL", &url));
+    env.push(("OBGATE_UPSTREAM_TIMEOUT", "300ms"));
+    let app = spawn_with(&env).await;
+    let a = access(
+        &app,
+        json!({"Permissions": ["ReadAccountsBasic"]}),
+        Some(vec!["acc-1".into()]),
+    )
+    .await;
+    let r = app
+        .send(app.request(Method::GET, &accounts).bearer_auth(&a.token))
+        .await;
+    assert_eq!(r.status, 504);
+    assert_eq!(
+        r.json()["Errors"][0]["ErrorCode"],
+        "UK.OBIE.UnexpectedError"
+    );
+}
+
+/// Sends a raw request line, so no client library tidies the path first.
+async fn raw_status(app: &TestApp, path: &str, token: &str) -> u16 {
+    let addr = app.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_path_checked_is_the_path_proxied() {
+    let app = spawn_with(FAST).await;
+    let a = access(&app, json!({"Permissions": ["ReadAccountsBasic"]}), None).await;
+    let acc = obgate::sandbox_bank::account_ids(&a.customer_id)[0].clone();
+    assert_eq!(
+        raw_status(&app, &format!("{AISP}/accounts/{acc}"), &a.token).await,
+        200
+    );
+    for tricky in [
+        format!("{AISP}/accounts/{acc}/../../balances"),
+        format!("{AISP}/accounts/%2e%2e/balances"),
+        format!("{AISP}/accounts/{acc}%2Fbalances"),
+        format!("{AISP}/accounts/{acc}%252Fbalances"),
+        format!("{AISP}//accounts"),
+        format!("{AISP}/accounts/"),
+        format!("{AISP}/./accounts"),
+    ] {
+        assert_eq!(raw_status(&app, &tricky, &a.token).await, 400, "{tricky}");
+    }
+}
