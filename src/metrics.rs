@@ -31,6 +31,12 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    outcome: String,
+    reason: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -44,6 +50,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     argon2: Counter,
+    decisions: Family<DecisionLabels, Counter>,
+    decision_latency: Histogram,
+    upstream_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -76,11 +85,32 @@ impl Metrics {
             "Client secrets verified with argon2 (cache misses of client authentication)",
             argon2.clone(),
         );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "gateway_decisions",
+            "Gateway access decisions by outcome (allowed, denied) and reason",
+            decisions.clone(),
+        );
+        let decision_latency = latency_histogram();
+        registry.register(
+            "gateway_decision_duration_seconds",
+            "Time the gateway spends deciding (token, consent, KYC, permission, account)",
+            decision_latency.clone(),
+        );
+        let upstream_latency = latency_histogram();
+        registry.register(
+            "gateway_upstream_duration_seconds",
+            "Time the bank's account API takes to answer the proxy",
+            upstream_latency.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             argon2,
+            decisions,
+            decision_latency,
+            upstream_latency,
         }
     }
 
@@ -104,6 +134,22 @@ impl Metrics {
     /// Counts one argon2 verification.
     pub fn argon2_verification(&self) {
         self.argon2.inc();
+    }
+
+    /// Records one gateway decision and how long it took.
+    pub fn gateway_decision(&self, outcome: &str, reason: &str, elapsed: Duration) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                outcome: outcome.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+        self.decision_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long the upstream took.
+    pub fn upstream_call(&self, elapsed: Duration) {
+        self.upstream_latency.observe(elapsed.as_secs_f64());
     }
 
     /// The OpenMetrics exposition.

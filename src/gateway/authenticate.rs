@@ -106,15 +106,28 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
         Box::pin(async move {
+            let started = std::time::Instant::now();
+            let denied = |reason: &str| {
+                state
+                    .metrics
+                    .gateway_decision("denied", reason, started.elapsed());
+            };
             let token = match bearer(&req) {
                 Ok(t) => t,
-                Err(why) => return Ok(refuse(why)),
+                Err(why) => {
+                    denied("no_bearer_token");
+                    return Ok(refuse(why));
+                }
             };
             let claims = match crate::oauth::token::verify_access_token(&state, &token).await {
                 Ok(c) => c,
-                Err(_) => return Ok(refuse("the access token is not valid")),
+                Err(_) => {
+                    denied("invalid_token");
+                    return Ok(refuse("the access token is not valid"));
+                }
             };
             if claims.consent_id.is_none() {
+                denied("client_level_token");
                 return Ok(refuse(
                     "account data needs a customer-bound token (authorization_code, or client_credentials with authorization_details)",
                 ));

@@ -210,7 +210,17 @@ where
                 .into_response());
             };
             let path = req.uri().path().to_owned();
-            match decide(&state, &path, &principal).await {
+            let started = std::time::Instant::now();
+            let decision = decide(&state, &path, &principal).await;
+            let (outcome, reason) = match &decision {
+                Ok(_) => ("allowed", "ok"),
+                Err(Ok(r)) => ("denied", r.reason),
+                Err(Err(_)) => ("denied", "unknown_route_or_error"),
+            };
+            state
+                .metrics
+                .gateway_decision(outcome, reason, started.elapsed());
+            match decision {
                 Ok(grant) => {
                     req.extensions_mut().insert(grant);
                     inner.call(req).await

@@ -353,6 +353,34 @@ async fn every_denial_gets_its_status_and_is_audited() {
     assert!(denied
         .iter()
         .all(|r| r["resource_id"] == a.consent_id.as_str()));
+
+    // Decisions are counted by outcome and reason, upstream time apart from decision time.
+    let m = app.get("/metrics").await.text();
+    for line in [
+        "obgate_gateway_decisions_total{outcome=\"allowed\",reason=\"ok\"}",
+        "obgate_gateway_decisions_total{outcome=\"denied\",reason=\"permission_missing\"} 1",
+        "obgate_gateway_decisions_total{outcome=\"denied\",reason=\"client_level_token\"} 1",
+        "obgate_gateway_upstream_duration_seconds_count",
+        "obgate_gateway_decision_duration_seconds_count",
+    ] {
+        assert!(m.contains(line), "{line} missing from /metrics");
+    }
+}
+
+#[test]
+fn the_permission_map_and_the_contract_list_the_same_routes() {
+    let in_spec: std::collections::BTreeSet<String> = crate::spec::spec()["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.starts_with(AISP) && !p.contains("account-access-consents"))
+        .cloned()
+        .collect();
+    let in_map: std::collections::BTreeSet<String> = obgate::gateway::route_map::ROUTES
+        .iter()
+        .map(|r| format!("{AISP}{}", r.template))
+        .collect();
+    assert_eq!(in_map, in_spec);
 }
 
 /// A fake bank: answers from a script and records what it was sent.
