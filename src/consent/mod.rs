@@ -278,6 +278,7 @@ pub async fn authorise(
         state.store.append_audit(&audit).await?;
         return Err(kyc_refusal(kyc.as_str()));
     }
+    check_accounts(state, a.customer_id, a.account_ids, &a.actor.interaction_id).await?;
     let mut next = c.clone();
     next.status = ConsentStatus::Authorised.as_str().into();
     next.customer_id = Some(a.customer_id.to_owned());
@@ -304,6 +305,39 @@ pub async fn authorise(
     };
     commit(state, &write).await?;
     Ok(next)
+}
+
+/// The chosen accounts must be the customer's, as the bank's account API lists them.
+async fn check_accounts(
+    state: &AppState,
+    customer_id: &str,
+    chosen: &[String],
+    interaction: &Option<String>,
+) -> Result<(), ApiError> {
+    let held = state
+        .gateway
+        .accounts_of(customer_id, interaction.as_deref().unwrap_or(""))
+        .await
+        .map_err(|e| match e {
+            crate::gateway::proxy::UpstreamError::Timeout => ApiError::GatewayTimeout,
+            crate::gateway::proxy::UpstreamError::Unreachable => ApiError::BadGateway,
+        })?;
+    let ids: Vec<&str> = held
+        .iter()
+        .filter_map(|a| a.get("AccountId").and_then(Value::as_str))
+        .collect();
+    let foreign: Vec<crate::error::FieldError> = chosen
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !ids.contains(&c.as_str()))
+        .map(|(i, c)| {
+            crate::error::FieldError::invalid(
+                format!("account_ids[{i}]"),
+                format!("{c} is not an account of this customer"),
+            )
+        })
+        .collect();
+    crate::http::validate::verdict("authorisation_post_schema", foreign)
 }
 
 /// Moves a consent to a terminal status (`Rejected` or `Revoked`), revoking its tokens.

@@ -303,6 +303,18 @@ macro_rules! event_store_impl {
                 lease_until: $crate::clock::Timestamp,
             ) -> Result<Option<$crate::store::events::DueDelivery>, $crate::store::StoreError>
             {
+                // A read first: an idle dispatcher must not take the write lock every poll.
+                let due: Option<(String,)> = sqlx::query_as(
+                    "SELECT event_id FROM webhook_deliveries WHERE state = 'pending' \
+                     AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) \
+                     LIMIT 1",
+                )
+                .bind(now)
+                .fetch_optional(self.pool())
+                .await?;
+                if due.is_none() {
+                    return Ok(None);
+                }
                 let mut tx = self.begin_write().await?;
                 let claimed: Option<(String, String, i32)> = sqlx::query_as(
                     "UPDATE webhook_deliveries SET locked_until = $2 \

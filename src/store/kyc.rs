@@ -594,6 +594,17 @@ macro_rules! kyc_store_impl {
                 // The outer condition repeats the lease check, so two nodes that pick the same
                 // row in the subquery cannot both claim it (PostgreSQL re-checks the outer
                 // WHERE after waiting on the row lock; SQLite has one writer).
+                // A read first: an idle worker must not take the write lock every poll.
+                let due: Option<(String,)> = sqlx::query_as(
+                    "SELECT id FROM kyc_jobs WHERE state = 'pending' AND run_after <= $1 \
+                     AND (locked_until IS NULL OR locked_until < $1) LIMIT 1",
+                )
+                .bind(now)
+                .fetch_optional(self.pool())
+                .await?;
+                if due.is_none() {
+                    return Ok(None);
+                }
                 let mut tx = self.begin_write().await?;
                 let job = sqlx::query_as(&format!(
                     "UPDATE kyc_jobs SET locked_until = $2, attempts = attempts + 1 \
@@ -715,6 +726,15 @@ macro_rules! kyc_store_impl {
                 &self,
                 now: $crate::clock::Timestamp,
             ) -> Result<u64, $crate::store::StoreError> {
+                let due: Option<(String,)> = sqlx::query_as(
+                    "SELECT customer_id FROM aml_records WHERE retain_until <= $1 LIMIT 1",
+                )
+                .bind(now)
+                .fetch_optional(self.pool())
+                .await?;
+                if due.is_none() {
+                    return Ok(0);
+                }
                 let mut tx = self.begin_write().await?;
                 let done = sqlx::query("DELETE FROM aml_records WHERE retain_until <= $1")
                     .bind(now)

@@ -66,10 +66,11 @@ async fn admin_key_create_prints_only_the_key_and_it_works() {
         .unwrap()
         .to_owned();
 
-    let (code, stdout, _) = run(obgate(&app.db).args(["admin-key", "revoke", &id]));
+    let (code, stdout, stderr) = run(obgate(&app.db).args(["admin-key", "revoke", &id]));
     assert_eq!(
         (code, stdout.trim()),
-        (0, format!("revoked {id} (ci)").as_str())
+        (0, format!("revoked {id} (ci)").as_str()),
+        "{stderr}"
     );
     let r = app
         .send(

@@ -38,6 +38,11 @@ async fn tpp(app: &TestApp, name: &str) -> (String, String) {
     .await
 }
 
+/// The first of the customer's accounts at the sandbox bank.
+fn first_account(customer: &str) -> String {
+    obgate::sandbox_bank::account_ids(customer)[0].clone()
+}
+
 /// A client_credentials token.
 async fn cc_token(app: &TestApp, id: &str, secret: &str) -> String {
     let r = form(
@@ -176,7 +181,7 @@ async fn accept(app: &TestApp, challenge: &str, customer: &str) -> Resp {
             Method::POST,
             &format!("/api/v0/authorization-requests/{challenge}/accept"),
         )
-        .json(&json!({"customer_id": customer, "account_ids": ["acc-1", "acc-2"]})),
+        .json(&json!({"customer_id": customer, "account_ids": obgate::sandbox_bank::account_ids(customer)})),
     )
     .await
 }
@@ -603,7 +608,7 @@ async fn customer_bound_client_credentials_and_every_reason_access_ends() {
                 Method::POST,
                 &format!("/api/v0/consents/{consent}/authorise"),
             )
-            .json(&json!({"customer_id": customer, "account_ids": ["acc-1"]}));
+            .json(&json!({"customer_id": customer, "account_ids": [first_account(&customer)]}));
         async move { app_ref.send(rb).await }
     };
     let refused = |r: Resp, needle: &str| {
@@ -623,6 +628,18 @@ async fn customer_bound_client_credentials_and_every_reason_access_ends() {
         )
         .await,
         "AwaitingAuthorisation",
+    );
+    // Only the customer's own accounts can be chosen.
+    let r = app
+        .send(
+            app.admin(Method::POST, &format!("/api/v0/consents/{consent}/authorise"))
+                .json(&json!({"customer_id": customer, "account_ids": [first_account(&customer), "not-hers"]})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json()["Message"]["account_ids[1]"],
+        json!(["not-hers is not an account of this customer"])
     );
     let r = authorise(consent.clone(), customer.clone()).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -769,9 +786,9 @@ async fn customer_bound_client_credentials_and_every_reason_access_ends() {
     assert_eq!(r.status, 200, "{}", r.text());
     let list = r.json()["data"].as_array().unwrap().clone();
     assert_eq!(list.len(), 2);
-    assert!(list
-        .iter()
-        .all(|c| c["client_name"] == "Acme" && c["account_ids"] == json!(["acc-1"])));
+    assert!(list.iter().all(
+        |c| c["client_name"] == "Acme" && c["account_ids"] == json!([first_account(&customer)])
+    ));
     assert!(list.iter().any(|c| c["status"] == "Revoked"));
     assert!(list.iter().any(|c| c["expired"] == true));
 

@@ -69,9 +69,14 @@ async fn bound_token(app: &TestApp, id: &str, secret: &str, consent: &str) -> Re
     .await
 }
 
-/// A customer whose KYC passed, a consent with `data` authorised for `accounts`, and a
-/// customer-bound token.
-async fn access(app: &TestApp, data: Value, accounts: Option<Vec<String>>) -> Access {
+/// A customer whose KYC passed, a consent with `data` authorised for the accounts `choose`
+/// picks from the customer's sandbox accounts (all of them by default), and a customer-bound
+/// token.
+async fn access(
+    app: &TestApp,
+    data: Value,
+    choose: Option<fn(Vec<String>) -> Vec<String>>,
+) -> Access {
     let customer_id = passed_customer(app).await;
     let (client_id, secret) = register(app, json!({"client_name": "Acme"})).await;
     let cc = cc_token(app, &client_id, &secret).await;
@@ -84,7 +89,11 @@ async fn access(app: &TestApp, data: Value, accounts: Option<Vec<String>>) -> Ac
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let consent_id = r.json()["Data"]["ConsentId"].as_str().unwrap().to_owned();
-    let accounts = accounts.unwrap_or_else(|| obgate::sandbox_bank::account_ids(&customer_id));
+    let all = obgate::sandbox_bank::account_ids(&customer_id);
+    let accounts = match choose {
+        Some(f) => f(all),
+        None => all,
+    };
     let r = app
         .send(
             app.admin(
@@ -387,10 +396,13 @@ fn the_permission_map_and_the_contract_list_the_same_routes() {
 #[derive(Clone, Default)]
 struct FakeBank {
     seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
-    delay: Duration,
+    delay: Arc<Mutex<Duration>>,
 }
 
-async fn fake_bank(bank: FakeBank, extra_account: &'static str) -> String {
+async fn fake_bank(
+    bank: FakeBank,
+    extra_account: &'static str,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     use axum::extract::{OriginalUri, State};
     use axum::routing::get;
     async fn any(
@@ -402,7 +414,8 @@ async fn fake_bank(bank: FakeBank, extra_account: &'static str) -> String {
             .lock()
             .unwrap()
             .push((uri.to_string(), headers.clone()));
-        tokio::time::sleep(bank.delay).await;
+        let delay = *bank.delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
         let customer = headers["x-obgate-customer-id"].to_str().unwrap().to_owned();
         let mine = obgate::sandbox_bank::account_ids(&customer)[0].clone();
         let tx = |acc: &str, cd: &str, at: &str| {
@@ -434,14 +447,14 @@ async fn fake_bank(bank: FakeBank, extra_account: &'static str) -> String {
         .with_state((bank, extra_account));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}/core")
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}/core"), server)
 }
 
 #[tokio::test]
 async fn only_consented_accounts_detail_direction_and_window_reach_the_tpp() {
     let bank = FakeBank::default();
-    let url = fake_bank(bank.clone(), "someone-elses").await;
+    let (url, _server) = fake_bank(bank.clone(), "someone-elses").await;
     let mut env = FAST.to_vec();
     env.push(("OBGATE_UPSTREAM_URL", &url));
     env.push(("OBGATE_UPSTREAM_CREDENTIAL", "x-bank-key: s3cret"));
@@ -451,7 +464,7 @@ async fn only_consented_accounts_detail_direction_and_window_reach_the_tpp() {
         json!({"Permissions": ["ReadAccountsBasic", "ReadTransactionsBasic", "ReadTransactionsDebits"],
                "TransactionFromDateTime": "2026-01-01T00:00:00+00:00",
                "TransactionToDateTime": "2026-12-31T00:00:00+00:00"}),
-        None,
+        Some(|all| all[..1].to_vec()),
     )
     .await;
     let r = app
@@ -488,7 +501,10 @@ async fn only_consented_accounts_detail_direction_and_window_reach_the_tpp() {
     );
     assert!(!r.text().contains("core.bank.internal"));
 
-    let (uri, headers) = bank.seen.lock().unwrap()[0].clone();
+    let seen = bank.seen.lock().unwrap().clone();
+    // The first call was the authorisation checking the chosen account is the customer's.
+    assert_eq!(seen[0].1["x-obgate-customer-id"], a.customer_id.as_str());
+    let (uri, headers) = seen.last().cloned().unwrap();
     assert_eq!(uri, "/core/open-banking/v3.1/aisp/accounts");
     assert_eq!(
         headers["x-obgate-customer-id"],
@@ -538,38 +554,8 @@ async fn only_consented_accounts_detail_direction_and_window_reach_the_tpp() {
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut env = FAST.to_vec();
-    let dead = format!("http://127.0.0.1:{port}");
-    env.push(("OBGATE_UPSTREAM_URL", &dead));
-    let app = spawn_with(&env).await;
-    let a = access(
-        &app,
-        json!({"Permissions": ["ReadAccountsBasic"]}),
-        Some(vec!["acc-1".into()]),
-    )
-    .await;
-    // 502 and 504 are obgate's own answers (the official file lists neither), so only
-    // obgate's contract applies.
-    let accounts = format!("{AISP}/accounts");
-    let r = app
-        .send(app.request(Method::GET, &accounts).bearer_auth(&a.token))
-        .await;
-    assert_eq!(r.status, 502);
-    assert_eq!(
-        r.json()["Errors"][0]["ErrorCode"],
-        "UK.OBIE.UnexpectedError"
-    );
-
-    let slow = FakeBank {
-        delay: Duration::from_secs(3),
-        ..FakeBank::default()
-    };
-    let url = fake_bank(slow, "x").await;
+    let bank = FakeBank::default();
+    let (url, server) = fake_bank(bank.clone(), "x").await;
     let mut env = FAST.to_vec();
     env.push(("OBGATE_UPSTREAM_URL", &url));
     env.push(("OBGATE_UPSTREAM_TIMEOUT", "300ms"));
@@ -577,9 +563,13 @@ async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
     let a = access(
         &app,
         json!({"Permissions": ["ReadAccountsBasic"]}),
-        Some(vec!["acc-1".into()]),
+        Some(|all| all[..1].to_vec()),
     )
     .await;
+    // 502 and 504 are obgate's own answers (the official file lists neither), so only
+    // obgate's contract applies.
+    let accounts = format!("{AISP}/accounts");
+    *bank.delay.lock().unwrap() = Duration::from_secs(3);
     let r = app
         .send(app.request(Method::GET, &accounts).bearer_auth(&a.token))
         .await;
@@ -588,6 +578,22 @@ async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
         r.json()["Errors"][0]["ErrorCode"],
         "UK.OBIE.UnexpectedError"
     );
+    // The bank goes away.
+    server.abort();
+    let _ = server.await;
+    let r = app
+        .send(app.request(Method::GET, &accounts).bearer_auth(&a.token))
+        .await;
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.json()["Errors"][0]["ErrorCode"],
+        "UK.OBIE.UnexpectedError"
+    );
+    // The bank's consent UI gets the same answer in the admin shape.
+    let r = app
+        .admin_get(&format!("/api/v0/customers/{}/accounts", a.customer_id))
+        .await;
+    assert_eq!(r.status, 502);
 }
 
 /// Sends a raw request line, so no client library tidies the path first.
