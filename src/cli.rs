@@ -472,6 +472,15 @@ async fn serve(config: Config) -> Result<(), Failure> {
                 "\n  obgate sandbox: created the demo admin key (shown once; `obgate admin-key create` makes more):\n\n    {}\n\n  Use it as `Authorization: Bearer <key>` on /api/v0/*.\n",
                 created.secret.expose_secret()
             );
+            let demo = crate::demo::seed(app.state()).await?;
+            eprintln!(
+                "{}",
+                crate::demo::walkthrough(
+                    &demo,
+                    created.secret.expose_secret(),
+                    app.state().config.public_base()
+                )
+            );
         }
     }
     let listener = tokio::net::TcpListener::bind(listen)

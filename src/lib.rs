@@ -21,6 +21,7 @@
 //! | [`kyc`] | customers, Bond's KYC API, KBA, documents, reviews, identity providers, PII |
 //! | [`events`] | the event outbox, signed webhooks and their dispatcher |
 //! | [`crypto`] | AES-256-GCM sealing of secrets at rest |
+//! | [`demo`] | the sandbox demo TPP, customers and walkthrough created at the first start |
 //! | [`health`], [`metrics`], [`docs`], [`telemetry`] | probes, Prometheus, the OpenAPI contract, logging |
 //! | [`cli`] | the `obgate` command line (`main.rs` only calls it) |
 //!
@@ -44,6 +45,7 @@ pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod crypto;
+pub mod demo;
 pub mod docs;
 pub mod error;
 pub mod events;

@@ -228,15 +228,28 @@ async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut key = None;
     let mut listening = false;
-    while !(listening && key.is_some()) && Instant::now() < deadline {
+    let mut client = None;
+    let mut alice = None;
+    while !(listening && key.is_some() && client.is_some()) && Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             if let Some(k) = line.trim().strip_prefix("obg_") {
                 key = Some(format!("obg_{k}"));
+            }
+            if let Some(rest) = line.trim().strip_prefix("TPP client:") {
+                let mut parts = rest.split(" / ");
+                client = Some((
+                    parts.next().unwrap().trim().to_owned(),
+                    parts.next().unwrap().trim().to_owned(),
+                ));
+            }
+            if let Some(rest) = line.trim().strip_prefix("customers:") {
+                alice = rest.split_whitespace().next().map(str::to_owned);
             }
             listening |= line.contains("obgate listening");
         }
     }
     let key = key.expect("demo key printed at first start");
+    let client_creds = client;
     assert!(listening);
     assert!(
         dir.path().join("obgate.db").exists(),
@@ -259,6 +272,93 @@ async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+
+    // The printed walkthrough works: the demo TPP reads the demo customer's accounts.
+    let (tpp_id, tpp_secret) = client_creds.expect("demo client printed");
+    let alice = alice.expect("demo customers printed");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v: serde_json::Value = client
+            .get(format!("{base}/api/v0/customers/{alice}/verification-kyc"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["kyc_status"] == "passed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo customer's KYC did not pass: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = |extra: Option<String>| {
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", "accounts".to_owned()),
+        ];
+        if let Some(d) = extra {
+            form.push(("authorization_details", d));
+        }
+        client
+            .post(format!("{base}/oauth2/token"))
+            .basic_auth(&tpp_id, Some(&tpp_secret))
+            .form(&form)
+            .send()
+    };
+    let t: serde_json::Value = token(None).await.unwrap().json().await.unwrap();
+    let c: serde_json::Value = client
+        .post(format!("{base}/open-banking/v3.1/aisp/account-access-consents"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .json(&serde_json::json!({"Data": {"Permissions": ["ReadAccountsDetail", "ReadBalances"]}, "Risk": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let consent = c["Data"]["ConsentId"].as_str().unwrap().to_owned();
+    let accounts: serde_json::Value = client
+        .get(format!("{base}/api/v0/customers/{alice}/accounts"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<serde_json::Value> = accounts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_id"].clone())
+        .collect();
+    assert!(ids.len() >= 2);
+    let r = client
+        .post(format!("{base}/api/v0/consents/{consent}/authorise"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"customer_id": alice, "account_ids": ids}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let details =
+        serde_json::json!([{"type": "openbanking_account_access", "consent_id": consent}])
+            .to_string();
+    let bound: serde_json::Value = token(Some(details)).await.unwrap().json().await.unwrap();
+    let r = client
+        .get(format!("{base}/open-banking/v3.1/aisp/accounts"))
+        .bearer_auth(bound["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["Data"]["Account"].as_array().unwrap().len(), ids.len());
 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
