@@ -475,13 +475,14 @@ pub async fn show_request(
         .get_consent(&req.consent_id)
         .await?
         .ok_or_else(|| super::not_found(&req.consent_id))?;
+    let consent = bank_view(&state, &consent).await?;
     Ok(Json(json!({
         "client_id": req.client_id,
-        "client_name": state.store.get_client(&req.client_id).await?.map(|c| c.client_name).unwrap_or_default(),
+        "client_name": consent["client_name"],
         "redirect_uri": req.redirect_uri,
         "scope": req.scope,
         "expires_at": req.challenge_expires_at,
-        "consent": bank_view(&state, &consent).await?,
+        "consent": consent,
     })))
 }
 

@@ -54,15 +54,9 @@ pub async fn tpp(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(AccessClaims, ClientRow), ApiError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_owned())
-        .ok_or_else(|| {
-            invalid_token("send Authorization: Bearer <client_credentials access token>")
-        })?;
+    let token = crate::gateway::authenticate::bearer_header(headers).ok_or_else(|| {
+        invalid_token("send Authorization: Bearer <client_credentials access token>")
+    })?;
     let claims = crate::oauth::token::verify_access_token(state, &token)
         .await
         .map_err(|_| invalid_token("the access token is not valid"))?;

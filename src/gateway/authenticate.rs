@@ -78,13 +78,17 @@ pub fn bearer(req: &Request) -> Result<String, &'static str> {
     if in_query {
         return Err("a token in the query string is refused; send Authorization: Bearer");
     }
-    req.headers()
+    bearer_header(req.headers()).ok_or("send Authorization: Bearer <access token>")
+}
+
+/// The token of an `Authorization: Bearer` header, if there is one.
+pub fn bearer_header(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty())
         .map(|(_, t)| t.trim().to_owned())
-        .ok_or("send Authorization: Bearer <access token>")
 }
 
 impl<S> Service<Request> for Authenticate<S>

@@ -223,7 +223,7 @@ fn upstream_query(query: Option<&str>, grant: &Grant) -> Option<String> {
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     if grant.matched.route.shape == Shape::Transactions {
-        let fmt = |t: crate::clock::Timestamp| super::super::consent::ob_routes::ob_time(t);
+        let fmt = |t: crate::clock::Timestamp| crate::consent::ob_routes::ob_time(t);
         let clamp = |key: &str,
                      bound: Option<crate::clock::Timestamp>,
                      later: bool,
@@ -259,18 +259,6 @@ fn lenient_date_time(s: &str) -> Option<crate::clock::Timestamp> {
     crate::consent::parse_date_time(s)
         .or_else(|| crate::consent::parse_date_time(&format!("{s}Z")))
         .or_else(|| crate::consent::parse_date_time(&format!("{s}T00:00:00Z")))
-}
-
-fn ob_error(status: StatusCode, message: String) -> Response {
-    ApiError::OpenBanking {
-        status,
-        errors: vec![ObError {
-            code: "UK.OBIE.UnexpectedError",
-            message,
-            path: None,
-        }],
-    }
-    .into_response()
 }
 
 /// The axum handler at the end of the gateway stack.
@@ -316,18 +304,8 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let upstream = match proxy.call(&path_and_query, headers).await {
         Ok(r) => r,
-        Err(UpstreamError::Timeout) => {
-            return ob_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the bank's account service did not answer in time".into(),
-            )
-        }
-        Err(UpstreamError::Unreachable) => {
-            return ob_error(
-                StatusCode::BAD_GATEWAY,
-                "the bank's account service cannot be reached".into(),
-            )
-        }
+        Err(UpstreamError::Timeout) => return ApiError::GatewayTimeout.into_response(),
+        Err(UpstreamError::Unreachable) => return ApiError::BadGateway.into_response(),
     };
     tracing::debug!(
         upstream_ms = started.elapsed().as_millis() as u64,
@@ -368,17 +346,16 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return ob_error(
-                StatusCode::BAD_GATEWAY,
-                "the bank's account service sent an unreadable or oversized answer".into(),
-            )
+            tracing::warn!(
+                limit = proxy.max_body,
+                "upstream answer unreadable or over upstream.max_body"
+            );
+            return ApiError::BadGateway.into_response();
         }
     };
     let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return ob_error(
-            StatusCode::BAD_GATEWAY,
-            "the bank's account service sent malformed JSON".into(),
-        );
+        tracing::warn!("upstream answered malformed JSON");
+        return ApiError::BadGateway.into_response();
     };
     super::filter::apply(&mut body, &grant);
     super::filter::rewrite_links(&mut body, state.config.public_base());

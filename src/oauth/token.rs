@@ -180,19 +180,7 @@ async fn grant(
     let set = state.keys.current().await.map_err(ApiError::internal)?;
     let now = state.clock.now();
     let ttl = state.config.oauth.access_token_ttl;
-    let iat = now.millis() / 1000;
-    let claims = AccessClaims {
-        iss: state.config.public_base().to_owned(),
-        sub: client.client_id.clone(),
-        aud: state.config.oauth.audience.clone(),
-        exp: iat + ttl.as_secs() as i64,
-        iat,
-        nbf: iat,
-        jti: uuid::Uuid::new_v4().to_string(),
-        client_id: client.client_id.clone(),
-        scope: scope.clone(),
-        consent_id: None,
-    };
+    let claims = access_claims(state, &client.client_id, &client.client_id, &scope, None);
     let token = jwt::sign(&set, &claims).map_err(ApiError::internal)?;
     let event = AuditEvent::new(
         now,
@@ -210,6 +198,30 @@ async fn grant(
         "scope": scope,
     }))
     .into_response())
+}
+
+/// The claims of a new access token: `sub` is the customer for customer-bound tokens, the
+/// client otherwise.
+fn access_claims(
+    state: &AppState,
+    client_id: &str,
+    sub: &str,
+    scope: &str,
+    consent_id: Option<&str>,
+) -> AccessClaims {
+    let iat = state.clock.now().millis() / 1000;
+    AccessClaims {
+        iss: state.config.public_base().to_owned(),
+        sub: sub.to_owned(),
+        aud: state.config.oauth.audience.clone(),
+        exp: iat + state.config.oauth.access_token_ttl.as_secs() as i64,
+        iat,
+        nbf: iat,
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: client_id.to_owned(),
+        scope: scope.to_owned(),
+        consent_id: consent_id.map(str::to_owned),
+    }
 }
 
 /// The consent behind a customer-bound grant, or `invalid_grant` saying which check failed.
@@ -248,19 +260,13 @@ async fn issue_bound(
     let set = state.keys.current().await.map_err(ApiError::internal)?;
     let now = state.clock.now();
     let ttl = state.config.oauth.access_token_ttl;
-    let iat = now.millis() / 1000;
-    let claims = AccessClaims {
-        iss: state.config.public_base().to_owned(),
-        sub: customer_id.clone(),
-        aud: state.config.oauth.audience.clone(),
-        exp: iat + ttl.as_secs() as i64,
-        iat,
-        nbf: iat,
-        jti: uuid::Uuid::new_v4().to_string(),
-        client_id: client.client_id.clone(),
-        scope: b.scope.to_owned(),
-        consent_id: Some(b.consent.consent_id.clone()),
-    };
+    let claims = access_claims(
+        state,
+        &client.client_id,
+        &customer_id,
+        b.scope,
+        Some(&b.consent.consent_id),
+    );
     let token = jwt::sign(&set, &claims).map_err(ApiError::internal)?;
     let refresh = if b.refresh {
         let secret = crate::consent::flow::random_token();
