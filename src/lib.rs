@@ -120,7 +120,14 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let provider = kyc::provider::from_config(&config.kyc);
         let gateway = Arc::new(gateway::proxy::Proxy::new(&config.upstream, clock.clone()));
+        let decisions = Arc::new(gateway::cache::DecisionCache::new(
+            config.gateway.cache_ttl,
+            config.gateway.cache_entries,
+            store.backend() == config::Backend::Postgres,
+            metrics.clone(),
+        ));
         let state = AppState {
+            decisions,
             config: Arc::new(config),
             store,
             clock,
@@ -166,7 +173,11 @@ impl App {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = [
             tokio::spawn(kyc::worker::run(self.state.clone(), stopped.clone())),
-            tokio::spawn(events::dispatcher::run(self.state.clone(), stopped)),
+            tokio::spawn(events::dispatcher::run(self.state.clone(), stopped.clone())),
+            tokio::spawn({
+                let state = self.state.clone();
+                async move { state.follow_changes(stopped).await }
+            }),
         ];
         let result = http::serve(listener, self.router, shutdown, grace).await;
         let _ = stop.send(true);

@@ -37,6 +37,15 @@ struct DecisionLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: String,
+    result: String,
+}
+
+/// The gateway's decision caches, in the order [`Metrics::cache_lookup`] indexes them.
+const CACHES: [&str; 3] = ["token", "consent", "kyc"];
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -53,6 +62,8 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     decision_latency: Histogram,
     upstream_latency: Histogram,
+    /// `[cache][hit, miss]`, resolved once so the hot path does not build labels.
+    cache_lookups: [[Counter; 2]; 3],
 }
 
 impl Default for Metrics {
@@ -103,7 +114,23 @@ impl Metrics {
             "Time the bank's account API takes to answer the proxy",
             upstream_latency.clone(),
         );
+        let lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "gateway_cache_lookups",
+            "Gateway decision-cache lookups by cache (token, consent, kyc) and result (hit, miss)",
+            lookups.clone(),
+        );
+        let counter = |cache: &str, result: &str| {
+            lookups
+                .get_or_create(&CacheLabels {
+                    cache: cache.to_owned(),
+                    result: result.to_owned(),
+                })
+                .clone()
+        };
+        let cache_lookups = CACHES.map(|c| [counter(c, "hit"), counter(c, "miss")]);
         Self {
+            cache_lookups,
             registry,
             requests,
             latency,
@@ -150,6 +177,13 @@ impl Metrics {
     /// Records how long the upstream took.
     pub fn upstream_call(&self, elapsed: Duration) {
         self.upstream_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one decision-cache lookup (`cache` one of token, consent, kyc).
+    pub fn cache_lookup(&self, cache: &str, result: &str) {
+        if let Some(i) = CACHES.iter().position(|c| *c == cache) {
+            self.cache_lookups[i][usize::from(result != "hit")].inc();
+        }
     }
 
     /// The OpenMetrics exposition.

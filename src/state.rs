@@ -18,6 +18,34 @@ impl AppState {
         }
     }
 
+    /// Announces changes that were just committed: the decision caches forget what they made
+    /// stale (before the caller answers), then workers and in-process listeners hear of them.
+    pub fn committed(&self, events: &[crate::store::events::EventRow]) {
+        use crate::events::invalidation::{Follower, Invalidation};
+        for e in events {
+            for what in Invalidation::of_event(e) {
+                self.decisions.apply(&what);
+            }
+        }
+        self.events.published(events);
+    }
+
+    /// Tells this node's decision caches that tokens were revoked (the store has told the
+    /// other nodes in the revoking transaction).
+    pub fn tokens_revoked(&self, what: &crate::events::invalidation::Invalidation) {
+        use crate::events::invalidation::Follower;
+        self.decisions.apply(what);
+    }
+
+    /// Keeps the decision caches in step with changes made on other nodes until `stop` turns
+    /// true. [`crate::App::serve`] runs it; a bank that embeds the router and serves it
+    /// itself spawns it, or the caches (on PostgreSQL) are never used.
+    pub async fn follow_changes(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        self.store
+            .follow_changes(self.decisions.clone(), stop)
+            .await;
+    }
+
     /// The client registry with this app's dependencies.
     pub fn clients(&self) -> crate::oauth::clients::Clients<'_> {
         crate::oauth::clients::Clients {
@@ -51,6 +79,8 @@ pub struct AppState {
     pub provider: Arc<dyn crate::kyc::provider::IdentityProvider>,
     /// Committed events: wakes the workers, tells in-process listeners.
     pub events: Arc<crate::events::Hub>,
+    /// The gateway's in-memory consent, KYC and token decisions.
+    pub decisions: Arc<crate::gateway::cache::DecisionCache>,
     /// The gateway's proxy to the bank's account API.
     pub gateway: Arc<crate::gateway::proxy::Proxy>,
 }

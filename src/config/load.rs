@@ -11,8 +11,9 @@ use url::Url;
 
 use super::keys::{KeySpec, KEYS};
 use super::{
-    Config, ConsentConfig, DatabaseUrl, EncryptionKey, HttpConfig, KycConfig, LogFormat, Mode,
-    OAuthConfig, ProviderConfig, Secret, SigningAlg, UpstreamConfig, WebhookConfig,
+    Config, ConsentConfig, DatabaseUrl, EncryptionKey, GatewayConfig, HttpConfig, KycConfig,
+    LogFormat, Mode, OAuthConfig, ProviderConfig, Secret, SigningAlg, UpstreamConfig,
+    WebhookConfig,
 };
 
 /// Where a configuration value came from; error messages and `obgate config` name it.
@@ -516,6 +517,16 @@ pub(super) fn load(
             _ => Err(format!("{v} is outside 1KiB–256MiB")),
         }
     });
+    let upstream_tls = upstream_tls(&mut layers);
+    let cache_ttl = layers.parse("gateway.cache_ttl", |v| {
+        parse_duration(v, Duration::ZERO, Duration::from_secs(300))
+    });
+    let cache_entries = layers.parse("gateway.cache_entries", |v| match v.parse::<u64>() {
+        Ok(n) if (100..=100_000_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "\"{v}\" is not a whole number from 100 to 100000000"
+        )),
+    });
     let workers_poll_interval = layers.parse("workers.poll_interval", |v| {
         parse_duration(v, Duration::from_millis(10), Duration::from_secs(600))
     });
@@ -600,6 +611,11 @@ pub(super) fn load(
                 pool_size: upstream_pool_size?,
                 credential: upstream_credential,
                 max_body: upstream_max_body?,
+                tls: upstream_tls,
+            },
+            gateway: GatewayConfig {
+                cache_ttl: cache_ttl?,
+                cache_entries: cache_entries?,
             },
             webhooks: WebhookConfig {
                 retry_schedule: retry_schedule?,
@@ -614,6 +630,93 @@ pub(super) fn load(
         Some(config) if layers.errors.is_empty() => Ok(config),
         _ => Err(ConfigError(layers.errors)),
     }
+}
+
+/// The upstream's TLS settings: a client identity for mTLS and/or a private CA. Files are read
+/// and checked now, so a wrong path or a key that does not match its certificate stops start-up
+/// naming the setting.
+fn upstream_tls(layers: &mut Layers) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert = layers.get("upstream.client_cert").map(str::to_owned);
+    let key = layers.get("upstream.client_key").map(str::to_owned);
+    let ca = layers.get("upstream.ca_file").map(str::to_owned);
+    if cert.is_none() && key.is_none() && ca.is_none() {
+        return None;
+    }
+    let certs_in = |layers: &mut Layers, name: &str, path: &str| {
+        let certs: Result<Vec<CertificateDer<'static>>, _> =
+            CertificateDer::pem_file_iter(path).and_then(|i| i.collect());
+        match certs {
+            Ok(c) if !c.is_empty() => Some(c),
+            Ok(_) => {
+                layers.fail(name, format!("{path} holds no PEM certificate"));
+                None
+            }
+            Err(e) => {
+                layers.fail(name, format!("cannot read certificates from {path}: {e}"));
+                None
+            }
+        }
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => b,
+        Err(e) => {
+            layers.fail("upstream.client_cert", format!("TLS setup failed: {e}"));
+            return None;
+        }
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match &ca {
+        Some(path) => {
+            for c in certs_in(layers, "upstream.ca_file", path)? {
+                if let Err(e) = roots.add(c) {
+                    layers.fail("upstream.ca_file", format!("{path}: {e}"));
+                    return None;
+                }
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = builder.with_root_certificates(roots);
+    let config = match (cert, key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let chain = certs_in(layers, "upstream.client_cert", &cert)?;
+            let private = match PrivateKeyDer::from_pem_file(&key) {
+                Ok(k) => k,
+                Err(e) => {
+                    layers.fail(
+                        "upstream.client_key",
+                        format!("cannot read a private key from {key}: {e}"),
+                    );
+                    return None;
+                }
+            };
+            match builder.with_client_auth_cert(chain, private) {
+                Ok(c) => c,
+                Err(e) => {
+                    layers.fail(
+                        "upstream.client_key",
+                        format!("does not match upstream.client_cert: {e}"),
+                    );
+                    return None;
+                }
+            }
+        }
+        (Some(_), None) => {
+            layers.fail("upstream.client_key", "required with upstream.client_cert");
+            return None;
+        }
+        (None, Some(_)) => {
+            layers.fail("upstream.client_cert", "required with upstream.client_key");
+            return None;
+        }
+    };
+    Some(std::sync::Arc::new(config))
 }
 
 /// A 256-bit key in base64: the published dev key when unset in sandbox mode, required in

@@ -246,6 +246,17 @@ pub struct UpstreamConfig {
     pub credential: Option<Secret>,
     /// Largest JSON answer read for filtering.
     pub max_body: usize,
+    /// TLS with a client identity (mTLS) or a private CA; `None`: the public web roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// The gateway's decision caches.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Longest an entry is used without news (zero: no caching).
+    pub cache_ttl: Duration,
+    /// Entries per cache.
+    pub cache_entries: u64,
 }
 
 /// Consent settings.
@@ -350,6 +361,8 @@ pub struct Config {
     pub consents: ConsentConfig,
     /// The bank's account API.
     pub upstream: UpstreamConfig,
+    /// Gateway decision caches.
+    pub gateway: GatewayConfig,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
     /// How often background workers look for due work.

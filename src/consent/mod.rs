@@ -94,8 +94,9 @@ impl Denial {
     }
 }
 
-/// Whether `consent_id` grants `client_id` access now (see the module docs). This is the one
-/// check the token endpoint, introspection and the gateway make.
+/// Whether `consent_id` grants `client_id` access now (see the module docs), read from the
+/// database. The token endpoint and introspection call this; the gateway makes the same
+/// checks ([`usable`], [`kyc_allows`]) on its cached copies.
 pub async fn check_access(
     state: &AppState,
     consent_id: &str,
@@ -105,30 +106,42 @@ pub async fn check_access(
         .store
         .get_consent(consent_id)
         .await
-        .map_err(|e| Err(e.into()))?
-        .filter(|c| c.client_id == client_id)
-        .ok_or(Ok(Denial::NotFound))?;
-    if consent.deleted_at.is_some() {
-        return Err(Ok(Denial::Deleted));
-    }
-    if consent.status != ConsentStatus::Authorised.as_str() {
-        return Err(Ok(Denial::Status(consent.status.clone())));
-    }
-    if consent
-        .expiration_at
-        .is_some_and(|t| t <= state.clock.now())
-    {
-        return Err(Ok(Denial::Expired));
-    }
+        .map_err(|e| Err(e.into()))?;
+    usable(consent.as_ref(), client_id, state.clock.now()).map_err(Ok)?;
+    let consent = consent.ok_or(Ok(Denial::NotFound))?;
     let customer = consent.customer_id.as_deref().unwrap_or("");
     let kyc = crate::kyc::status_of(state.store.as_ref(), customer)
         .await
         .map_err(|e| Err(e.into()))?;
-    if kyc != Some(KycStatus::Passed) {
-        let shown = kyc.map_or("erased", KycStatus::as_str);
-        return Err(Ok(Denial::Kyc(shown.to_owned())));
-    }
+    kyc_allows(kyc).map_err(Ok)?;
     Ok(consent)
+}
+
+/// The consent's own checks: `client_id`'s, not deleted, `Authorised`, not expired at `now`.
+pub fn usable(consent: Option<&ConsentRow>, client_id: &str, now: Timestamp) -> Result<(), Denial> {
+    let consent = consent
+        .filter(|c| c.client_id == client_id)
+        .ok_or(Denial::NotFound)?;
+    if consent.deleted_at.is_some() {
+        return Err(Denial::Deleted);
+    }
+    if consent.status != ConsentStatus::Authorised.as_str() {
+        return Err(Denial::Status(consent.status.clone()));
+    }
+    if consent.expiration_at.is_some_and(|t| t <= now) {
+        return Err(Denial::Expired);
+    }
+    Ok(())
+}
+
+/// The KYC gate: only `passed` allows access (`None` is an erased or unknown customer).
+pub fn kyc_allows(kyc: Option<KycStatus>) -> Result<(), Denial> {
+    match kyc {
+        Some(KycStatus::Passed) => Ok(()),
+        other => Err(Denial::Kyc(
+            other.map_or("erased", KycStatus::as_str).to_owned(),
+        )),
+    }
 }
 
 /// The OB not-found answer: 400 `UK.OBIE.Resource.NotFound`, for unknown consents and other
@@ -392,7 +405,10 @@ async fn commit(state: &AppState, write: &ConsentWrite<'_>) -> Result<(), ApiErr
             message: "the consent changed while this request ran; read it again and retry".into(),
         });
     }
-    state.events.published(&write.events);
+    state.committed(&write.events);
+    if write.revoke_tokens {
+        state.tokens_revoked(&crate::events::invalidation::Invalidation::Tokens);
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! the authenticated API.
 
 pub mod dispatcher;
+pub mod invalidation;
 pub mod routes;
 pub mod signing;
 pub mod webhooks;

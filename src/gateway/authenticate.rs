@@ -1,6 +1,7 @@
 //! The first gateway layer: a customer-bound bearer token, from the `Authorization` header
 //! only, verified as the OAuth2 part verifies every access token (signature by `kid`, ES256/
-//! PS256 only, `typ: at+jwt`, `iss`, `aud`, `exp`/`nbf`, the revocation list).
+//! PS256 only, `typ: at+jwt`, `iss`, `aud`, `exp`/`nbf`, the revocation list), kept verified
+//! in [`super::cache`] by a hash of the token.
 //!
 //! Anything else — no token, a bad one, a token in the query string, a client-level token
 //! (no consent) — is `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no body,
@@ -123,7 +124,7 @@ where
                     return Ok(refuse(why));
                 }
             };
-            let claims = match crate::oauth::token::verify_access_token(&state, &token).await {
+            let claims = match state.decisions.token(&state, &token).await {
                 Ok(c) => c,
                 Err(_) => {
                     denied("invalid_token");

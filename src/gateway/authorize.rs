@@ -1,7 +1,8 @@
 //! The second gateway layer: the token's consent must allow this request.
 //!
 //! The consent belongs to the token's client, is `Authorised`, not deleted or expired, and
-//! its customer's KYC status is `passed` ([`crate::consent::check_access`]); its permissions
+//! its customer's KYC status is `passed` (the checks of [`crate::consent::check_access`], on
+//! the copies in [`super::cache`]); its permissions
 //! cover the route ([`super::route_map`]); the `AccountId` in the path is one it covers. Any
 //! failure is `403` with an `OBErrorResponse1` naming the check, and an audit row with the
 //! client, consent and route. A route obgate does not know is `404`. What passed travels on
@@ -111,21 +112,34 @@ async fn decide(
         }
         .into_response()));
     };
-    let consent = match crate::consent::check_access(state, &consent_id, &claims.client_id).await {
-        Ok(c) => c,
-        Err(Err(e)) => return Err(Err(e.into_response())),
-        Err(Ok(denial)) => {
-            let code = match denial {
-                Denial::NotFound => "UK.OBIE.Resource.ConsentMismatch",
-                _ => "UK.OBIE.Resource.InvalidConsentStatus",
-            };
-            return Err(Ok(refusal(
-                code,
-                denial.code(),
-                denial.describe(&consent_id),
-            )));
-        }
+    let deny = |denial: Denial| {
+        let code = match denial {
+            Denial::NotFound => "UK.OBIE.Resource.ConsentMismatch",
+            _ => "UK.OBIE.Resource.InvalidConsentStatus",
+        };
+        refusal(code, denial.code(), denial.describe(&consent_id))
     };
+    let cache = &state.decisions;
+    let consent = match cache.consent(state, &consent_id).await {
+        Ok(c) => c,
+        Err(e) => return Err(Err(ApiError::from(e).into_response())),
+    };
+    if let Err(denial) =
+        crate::consent::usable(consent.as_deref(), &claims.client_id, state.clock.now())
+    {
+        return Err(Ok(deny(denial)));
+    }
+    let Some(consent) = consent else {
+        return Err(Ok(deny(Denial::NotFound)));
+    };
+    let customer = consent.customer_id.as_deref().unwrap_or("");
+    let kyc = match cache.kyc(state, customer).await {
+        Ok(k) => k,
+        Err(e) => return Err(Err(ApiError::from(e).into_response())),
+    };
+    if let Err(denial) = crate::consent::kyc_allows(kyc) {
+        return Err(Ok(deny(denial)));
+    }
     if consent.customer_id.as_deref() != Some(claims.sub.as_str()) {
         return Err(Ok(refusal(
             "UK.OBIE.Resource.ConsentMismatch",

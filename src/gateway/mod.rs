@@ -5,6 +5,10 @@
 //! canonical path (global, before routing) ─ AuthenticateLayer ─ AuthorizeLayer ─ proxy
 //! ```
 //!
+//! Both layers decide from [`cache`]: verified tokens, consents and KYC statuses in memory,
+//! removed by every change that could turn an allow into a deny, on this node at once and on
+//! the others through PostgreSQL `LISTEN/NOTIFY`.
+//!
 //! [`AuthenticateLayer`] and [`AuthorizeLayer`] are ordinary [`tower::Layer`]s, so a bank that
 //! embeds obgate as a library can put them in front of its own handlers:
 //!
@@ -16,6 +20,13 @@
 //!
 //! let app = obgate::App::build(config).await?;
 //! let state = app.state().clone();
+//! // The layers decide from in-memory copies (see `cache`); on PostgreSQL those copies are
+//! // used only while this node follows the other nodes' changes.
+//! let (_stop, stopped) = tokio::sync::watch::channel(false);
+//! tokio::spawn({
+//!     let state = state.clone();
+//!     async move { state.follow_changes(stopped).await }
+//! });
 //! // The bank's own handler sees only requests whose consent allows them.
 //! let accounts = get(|grant: axum::Extension<Grant>| async move {
 //!     format!("accounts of {} allowed: {:?}", grant.customer_id, grant.account_ids)
@@ -32,6 +43,7 @@
 
 pub mod authenticate;
 pub mod authorize;
+pub mod cache;
 pub mod filter;
 pub mod path;
 pub mod proxy;

@@ -6,7 +6,9 @@
 //! - Outgoing headers: `Authorization`, `Cookie`, hop-by-hop headers and anything the client
 //!   sent as `x-obgate-*` or `x-forwarded-*` are dropped; obgate adds `x-obgate-customer-id`,
 //!   `x-obgate-consent-id`, `x-obgate-client-id`, `x-fapi-interaction-id`,
-//!   `x-forwarded-proto` and the configured upstream credential.
+//!   `x-forwarded-proto`, `x-forwarded-for` (the connecting peer, never the client's own
+//!   claim) and the configured upstream credential: a static header (`upstream.credential`)
+//!   and/or a TLS client certificate (`upstream.client_cert`, mTLS).
 //! - `fromBookingDateTime`/`toBookingDateTime` are clamped to the consent's transaction window.
 //! - JSON answers are read (at most `upstream.max_body`), filtered ([`super::filter`]) and their
 //!   links rewritten; other bodies (statement files) stream through.
@@ -77,11 +79,12 @@ impl Proxy {
                 let mut http = HttpConnector::new();
                 http.set_connect_timeout(Some(config.connect_timeout));
                 http.enforce_http(false);
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_webpki_roots()
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http);
+                let tls = hyper_rustls::HttpsConnectorBuilder::new();
+                let tls = match &config.tls {
+                    Some(c) => tls.with_tls_config(rustls::ClientConfig::clone(c)),
+                    None => tls.with_webpki_roots(),
+                };
+                let https = tls.https_or_http().enable_http1().wrap_connector(http);
                 let client = Client::builder(TokioExecutor::new())
                     .pool_max_idle_per_host(config.pool_size)
                     .build(https);
@@ -294,6 +297,12 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         "x-forwarded-proto",
         state.config.public_url.scheme(),
     );
+    if let Some(peer) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        add(&mut headers, "x-forwarded-for", &peer.0.ip().to_string());
+    }
     if let Some((name, value)) = &proxy.credential {
         headers.insert(name.clone(), value.clone());
     }

@@ -378,6 +378,6 @@ pub async fn erase(
     {
         return Err(not_found(customer_id));
     }
-    state.events.published(&events);
+    state.committed(&events);
     Ok(if aml.is_some() { retain_until } else { now })
 }

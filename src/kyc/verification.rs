@@ -144,7 +144,7 @@ impl Change {
         };
         match state.store.write_kyc(&write).await? {
             WriteOutcome::Applied => {
-                state.events.published(&write.events);
+                state.committed(&write.events);
                 if write.enqueue.is_some() {
                     state.events.kyc_jobs.notify_one();
                 }

@@ -153,6 +153,13 @@ pub fn verify_with_key(
     now: Timestamp,
 ) -> Result<AccessClaims, TokenError> {
     let c = verify_ignoring_time(token, header_alg, key, expected)?;
+    check_times(&c, now)?;
+    Ok(c)
+}
+
+/// `exp` and `nbf`/`iat` against `now` with [`LEEWAY`]: the part of verification that
+/// changes with time, so a cached verification repeats it on every use.
+pub fn check_times(c: &AccessClaims, now: Timestamp) -> Result<(), TokenError> {
     let now_s = now.millis() / 1000;
     let leeway = LEEWAY.as_secs() as i64;
     if c.exp + leeway <= now_s {
@@ -161,7 +168,7 @@ pub fn verify_with_key(
     if c.nbf.max(c.iat) - leeway > now_s {
         return Err(TokenError::NotYetValid);
     }
-    Ok(c)
+    Ok(())
 }
 
 /// Verifies an access token against this node's published keys (reloading them once if the

@@ -15,6 +15,7 @@
 //! - `refresh_token` (§6): opaque, stored as a hash, rotated on every use; presenting a used
 //!   one revokes its whole family. Each refresh checks the consent again.
 
+use crate::events::invalidation::Invalidation;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -345,6 +346,7 @@ async fn revoke_family(
         .store
         .revoke_family(family_id, state.clock.now(), &audit)
         .await?;
+    state.tokens_revoked(&Invalidation::Tokens);
     Ok(())
 }
 
@@ -621,6 +623,7 @@ pub async fn revoke(
                     .store
                     .revoke_family(&r.family_id, state.clock.now(), &audit)
                     .await?;
+                state.tokens_revoked(&Invalidation::Tokens);
             }
         }
         return Ok(StatusCode::OK);
@@ -648,6 +651,7 @@ pub async fn revoke(
                 .store
                 .revoke_token(&c.jti, &c.client_id, expires, &event)
                 .await?;
+            state.tokens_revoked(&Invalidation::Token(c.jti.clone()));
         }
     }
     Ok(StatusCode::OK)

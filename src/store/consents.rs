@@ -292,6 +292,7 @@ macro_rules! consent_store_impl {
                 .bind(value)
                 .execute(&mut **tx)
                 .await?;
+                Self::notify_in(tx, &[$crate::events::invalidation::Invalidation::Tokens]).await?;
                 Ok(())
             }
         }

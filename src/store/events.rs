@@ -193,6 +193,11 @@ macro_rules! event_store_impl {
                     .execute(&mut **tx)
                     .await?;
                 }
+                let stale: Vec<$crate::events::invalidation::Invalidation> = events
+                    .iter()
+                    .flat_map($crate::events::invalidation::Invalidation::of_event)
+                    .collect();
+                Self::notify_in(tx, &stale).await?;
                 Ok(())
             }
         }

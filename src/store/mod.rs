@@ -172,6 +172,13 @@ pub trait Store:
 {
     /// Which backend this is.
     fn backend(&self) -> Backend;
+    /// Tells `follower` of changes other nodes commit, until `stop` turns true: PostgreSQL
+    /// `LISTEN`s on [`crate::events::invalidation::CHANNEL`]; SQLite (one node) returns at once.
+    async fn follow_changes(
+        &self,
+        follower: Arc<dyn crate::events::invalidation::Follower>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    );
     /// Applies pending migrations (safe to run concurrently from several nodes).
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Applied versus expected migrations, for `/readyz`.

@@ -7,8 +7,13 @@
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
+use sqlx::postgres::PgListener;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+use crate::events::invalidation::{Follower, Invalidation, CHANNEL};
 
 use super::StoreError;
 use crate::config::Backend;
@@ -46,6 +51,70 @@ impl PostgresStore {
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
+    }
+}
+
+impl PostgresStore {
+    /// Tells every node's listener what this transaction changes; PostgreSQL delivers it at
+    /// commit, and not at all on rollback.
+    async fn notify_in(
+        tx: &mut Transaction<'_, Postgres>,
+        what: &[Invalidation],
+    ) -> Result<(), sqlx::Error> {
+        if what.is_empty() {
+            return Ok(());
+        }
+        let payloads: Vec<String> = what.iter().map(Invalidation::to_payload).collect();
+        sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+            .bind(CHANNEL)
+            .bind(payloads)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// `LISTEN`s for other nodes' changes. Connected: the follower drops everything it kept
+    /// (news may have been missed before) and goes live. Connection lost: it drops everything
+    /// and stops serving copies until the listener is back, retried every second.
+    async fn follow(&self, follower: Arc<dyn Follower>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "change feed: cannot connect; gateway caches off");
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if let Err(e) = listener.listen(CHANNEL).await {
+                tracing::warn!(error = %e, "change feed: LISTEN failed; gateway caches off");
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            follower.connected(true);
+            tracing::info!("change feed: listening; gateway caches on");
+            loop {
+                let next = tokio::select! {
+                    _ = stop.changed() => return,
+                    n = listener.try_recv() => n,
+                };
+                match next {
+                    Ok(Some(n)) => match Invalidation::from_payload(n.payload()) {
+                        Some(what) => follower.apply(&what),
+                        None => follower.connected(true),
+                    },
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("change feed: connection lost; gateway caches off");
+                        follower.connected(false);
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 

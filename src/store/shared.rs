@@ -114,6 +114,14 @@ macro_rules! shared_store_impl {
                 Self::BACKEND
             }
 
+            async fn follow_changes(
+                &self,
+                follower: std::sync::Arc<dyn $crate::events::invalidation::Follower>,
+                stop: tokio::sync::watch::Receiver<bool>,
+            ) {
+                self.follow(follower, stop).await
+            }
+
             #[tracing::instrument(skip_all)]
             async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
                 Self::migrator().run(self.pool()).await?;
@@ -431,6 +439,11 @@ macro_rules! shared_store_impl {
                     return Ok(false);
                 }
                 Self::append_audit_in(&mut tx, audit).await?;
+                Self::notify_in(
+                    &mut tx,
+                    &[$crate::events::invalidation::Invalidation::Token(jti.to_owned())],
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(true)
             }

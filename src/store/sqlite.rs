@@ -58,6 +58,24 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// One node: nobody else to tell.
+    async fn notify_in(
+        _tx: &mut Transaction<'_, Sqlite>,
+        _what: &[crate::events::invalidation::Invalidation],
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// One node: every change is made here, and applied to the caches as it commits.
+    async fn follow(
+        &self,
+        _follower: std::sync::Arc<dyn crate::events::invalidation::Follower>,
+        _stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+    }
+}
+
 shared_store_impl!(SqliteStore, Sqlite);
 kyc_store_impl!(SqliteStore, Sqlite);
 event_store_impl!(SqliteStore, Sqlite);

@@ -15,7 +15,7 @@ use crate::kyc::{passed_customer, FAST};
 use crate::oauth::{form, register};
 use crate::ob_spec;
 
-const AISP: &str = "/open-banking/v3.1/aisp";
+pub const AISP: &str = "/open-banking/v3.1/aisp";
 
 const ALL: &[&str] = &[
     "ReadAccountsDetail",
@@ -35,12 +35,12 @@ const ALL: &[&str] = &[
 ];
 
 /// What a test TPP holds after the customer approved its consent.
-struct Access {
-    client_id: String,
-    secret: String,
-    consent_id: String,
-    customer_id: String,
-    token: String,
+pub struct Access {
+    pub client_id: String,
+    pub secret: String,
+    pub consent_id: String,
+    pub customer_id: String,
+    pub token: String,
 }
 
 async fn cc_token(app: &TestApp, id: &str, secret: &str) -> String {
@@ -54,7 +54,7 @@ async fn cc_token(app: &TestApp, id: &str, secret: &str) -> String {
     r.json()["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn bound_token(app: &TestApp, id: &str, secret: &str, consent: &str) -> Resp {
+pub async fn bound_token(app: &TestApp, id: &str, secret: &str, consent: &str) -> Resp {
     let details =
         json!([{"type": "openbanking_account_access", "consent_id": consent}]).to_string();
     form(
@@ -72,7 +72,7 @@ async fn bound_token(app: &TestApp, id: &str, secret: &str, consent: &str) -> Re
 /// A customer whose KYC passed, a consent with `data` authorised for the accounts `choose`
 /// picks from the customer's sandbox accounts (all of them by default), and a customer-bound
 /// token.
-async fn access(
+pub async fn access(
     app: &TestApp,
     data: Value,
     choose: Option<fn(Vec<String>) -> Vec<String>>,
@@ -374,6 +374,26 @@ async fn every_denial_gets_its_status_and_is_audited() {
     ] {
         assert!(m.contains(line), "{line} missing from /metrics");
     }
+    // The decisions above came from memory after the first of each, and every change
+    // (KYC downgrade, token and consent revocation) still denied the very next request.
+    for cache in ["token", "consent", "kyc"] {
+        assert!(
+            metric(
+                &m,
+                &format!("obgate_gateway_cache_lookups_total{{cache=\"{cache}\",result=\"hit\"}}")
+            ) > 0.0,
+            "no {cache} cache hit: {m}"
+        );
+    }
+}
+
+/// The value of one sample in an OpenMetrics exposition (0 when absent).
+pub fn metric(exposition: &str, sample: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(sample))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[test]
@@ -394,15 +414,25 @@ fn the_permission_map_and_the_contract_list_the_same_routes() {
 
 /// A fake bank: answers from a script and records what it was sent.
 #[derive(Clone, Default)]
-struct FakeBank {
-    seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
-    delay: Arc<Mutex<Duration>>,
+pub struct FakeBank {
+    pub seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
+    pub delay: Arc<Mutex<Duration>>,
 }
 
 async fn fake_bank(
     bank: FakeBank,
     extra_account: &'static str,
 ) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let router = bank_router(bank, extra_account);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}/core"), server)
+}
+
+/// The fake bank's routes: the customer's first sandbox account and `extra_account` (which
+/// is never the customer's), under any path.
+pub fn bank_router(bank: FakeBank, extra_account: &'static str) -> axum::Router {
     use axum::extract::{OriginalUri, State};
     use axum::routing::get;
     async fn any(
@@ -442,13 +472,9 @@ async fn fake_bank(
             ]}, "Links": {"Self": format!("http://core.bank.internal{uri}")}, "Meta": {"TotalPages": 1}})
         })
     }
-    let router = axum::Router::new()
+    axum::Router::new()
         .fallback(get(any))
-        .with_state((bank, extra_account));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    (format!("http://{addr}/core"), server)
+        .with_state((bank, extra_account))
 }
 
 #[tokio::test]
@@ -518,9 +544,14 @@ async fn only_consented_accounts_detail_direction_and_window_reach_the_tpp() {
         headers["x-fapi-interaction-id"],
         "11111111-2222-3333-4444-555555555555"
     );
-    for gone in ["authorization", "cookie", "x-forwarded-for"] {
+    for gone in ["authorization", "cookie"] {
         assert!(headers.get(gone).is_none(), "{gone} reached the upstream");
     }
+    assert_eq!(
+        headers["x-forwarded-for"], "127.0.0.1",
+        "the connecting peer, not the client's claim"
+    );
+    assert_eq!(headers["x-forwarded-proto"], "http");
 
     let r = app
         .send(

@@ -9,6 +9,8 @@ mod consents;
 mod contract;
 mod errors;
 mod gateway;
+mod gateway_nodes;
+mod gateway_tls;
 mod health;
 mod helpers;
 mod http;
