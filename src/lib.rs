@@ -171,6 +171,7 @@ impl App {
     ) -> std::io::Result<()> {
         let grace = self.state.config.http.shutdown_grace;
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stopped_bank = stopped.clone();
         let workers = [
             tokio::spawn(kyc::worker::run(self.state.clone(), stopped.clone())),
             tokio::spawn(events::dispatcher::run(self.state.clone(), stopped.clone())),
@@ -179,6 +180,18 @@ impl App {
                 async move { state.follow_changes(stopped).await }
             }),
         ];
+        if let Some(addr) = self.state.config.sandbox_bank_listen {
+            let bank = TcpListener::bind(addr).await?;
+            tracing::info!(%addr, "sandbox bank listening");
+            let router = sandbox_bank::router(self.state.clock.clone());
+            let mut stopped = stopped_bank;
+            tokio::spawn(async move {
+                let done = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                axum::serve(bank, router).with_graceful_shutdown(done).await
+            });
+        }
         let result = http::serve(listener, self.router, shutdown, grace).await;
         let _ = stop.send(true);
         for w in workers {

@@ -263,6 +263,13 @@ pub const KEYS: &[KeySpec] = &[
         help: "entries kept per decision cache (tokens, consents, KYC statuses); least recently used go first",
     },
     KeySpec {
+        toml: "sandbox.bank_listen",
+        env: "OBGATE_SANDBOX_BANK_LISTEN",
+        default: None,
+        secret: false,
+        help: "also serve the built-in sandbox bank (the upstream contract's example) on this address, e.g. 127.0.0.1:8081; sandbox mode only, unauthenticated",
+    },
+    KeySpec {
         toml: "pii.key",
         env: "OBGATE_PII_KEY",
         default: None,

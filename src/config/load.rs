@@ -527,6 +527,18 @@ pub(super) fn load(
             "\"{v}\" is not a whole number from 100 to 100000000"
         )),
     });
+    let sandbox_bank_listen = if production && layers.get("sandbox.bank_listen").is_some() {
+        layers.fail(
+            "sandbox.bank_listen",
+            "the sandbox bank serves made-up data without authentication: sandbox mode only",
+        );
+        None
+    } else {
+        layers.parse("sandbox.bank_listen", |v| {
+            v.parse::<SocketAddr>()
+                .map_err(|_| format!("\"{v}\" is not a socket address like 127.0.0.1:8081"))
+        })
+    };
     let workers_poll_interval = layers.parse("workers.poll_interval", |v| {
         parse_duration(v, Duration::from_millis(10), Duration::from_secs(600))
     });
@@ -622,6 +634,7 @@ pub(super) fn load(
                 timeout: webhook_timeout?,
             },
             workers_poll_interval: workers_poll_interval?,
+            sandbox_bank_listen,
             warnings,
             effective,
         })

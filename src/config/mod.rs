@@ -367,6 +367,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// How often background workers look for due work.
     pub workers_poll_interval: Duration,
+    /// Where the sandbox bank is also served over HTTP (sandbox mode only).
+    pub sandbox_bank_listen: Option<SocketAddr>,
     /// Non-fatal findings (unknown `OBGATE_*` variables), logged at start.
     pub warnings: Vec<String>,
     /// The effective value and origin of each key, for `obgate config` (secrets masked).

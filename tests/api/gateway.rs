@@ -660,3 +660,77 @@ async fn the_path_checked_is_the_path_proxied() {
         assert_eq!(raw_status(&app, &tricky, &a.token).await, 400, "{tricky}");
     }
 }
+
+#[tokio::test]
+async fn the_sandbox_bank_serves_on_its_own_port_as_an_http_upstream() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_SANDBOX_BANK_LISTEN", &listen));
+    let _bank = spawn_with(&env).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{listen}{AISP}/accounts");
+    // It starts with the server, a moment after the test app is handed over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        match http
+            .get(&url)
+            .header("x-obgate-customer-id", "cus_example")
+            .send()
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    let body = r.bytes().await.unwrap().to_vec();
+    assert_eq!(status, 200);
+    ob_spec::check_response("GET", &format!("{AISP}/accounts"), status, &headers, &body);
+    let accounts: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        accounts["Data"]["Account"].as_array().unwrap().len(),
+        obgate::sandbox_bank::account_ids("cus_example").len()
+    );
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 400, "whose data is required");
+
+    // Another obgate uses it as its upstream over HTTP, the way it would use a bank's API.
+    let upstream = format!("http://{listen}");
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_UPSTREAM_URL", &upstream));
+    let app = spawn_with(&env).await;
+    let a = access(
+        &app,
+        json!({"Permissions": ["ReadAccountsBasic"]}),
+        Some(|all| all[1..].to_vec()),
+    )
+    .await;
+    let r = get(&app, &format!("{AISP}/accounts"), &a.token).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got: Vec<String> = r.json()["Data"]["Account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["AccountId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, obgate::sandbox_bank::account_ids(&a.customer_id)[1..]);
+
+    // Never in production: it serves made-up data to anyone.
+    let e = obgate::config::Config::load(
+        None,
+        vec![
+            ("OBGATE_MODE".to_owned(), "production".to_owned()),
+            ("OBGATE_SANDBOX_BANK_LISTEN".to_owned(), listen.clone()),
+        ],
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("OBGATE_SANDBOX_BANK_LISTEN"), "{e}");
+}
