@@ -734,3 +734,63 @@ async fn the_sandbox_bank_serves_on_its_own_port_as_an_http_upstream() {
     .unwrap_or_default();
     assert!(e.contains("OBGATE_SANDBOX_BANK_LISTEN"), "{e}");
 }
+
+#[tokio::test]
+async fn a_consent_expiring_under_a_live_token_and_tampered_tokens_are_refused() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    use obgate::clock::{ManualClock, Timestamp};
+
+    let start = 1_790_000_000;
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(start * 1000)));
+    let db = crate::helpers::TestDb::new().await;
+    let config = crate::helpers::config(&db, FAST);
+    let app = crate::helpers::spawn_with_clock(db, config, clock.clone()).await;
+    let expires = time::OffsetDateTime::from_unix_timestamp(start + 120)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let a = access(
+        &app,
+        json!({"Permissions": ["ReadAccountsBasic"], "ExpirationDateTime": expires}),
+        None,
+    )
+    .await;
+    let accounts = format!("{AISP}/accounts");
+    for _ in 0..2 {
+        assert_eq!(get(&app, &accounts, &a.token).await.status, 200);
+    }
+
+    // The same token with another payload under the genuine signature: never the cached
+    // verification of the genuine one.
+    let parts: Vec<&str> = a.token.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+    claims["consent_id"] = json!("aac-someone-elses");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        B64.encode(claims.to_string()),
+        parts[2]
+    );
+    assert_eq!(get(&app, &accounts, &forged).await.status, 401);
+    let mut sig = B64.decode(parts[2]).unwrap();
+    sig[5] ^= 1;
+    let bad_sig = format!("{}.{}.{}", parts[0], parts[1], B64.encode(sig));
+    assert_eq!(get(&app, &accounts, &bad_sig).await.status, 401);
+
+    // Two minutes on, the consent has expired while its token (5 minutes) has not.
+    clock.advance(Duration::from_secs(121));
+    let r = get(&app, &accounts, &a.token).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        r.json()["Errors"][0]["ErrorCode"],
+        "UK.OBIE.Resource.InvalidConsentStatus"
+    );
+    assert!(r.json()["Errors"][0]["Message"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    // And past the token's own expiry, the token itself is refused.
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(get(&app, &accounts, &a.token).await.status, 401);
+}
