@@ -54,6 +54,7 @@ pub mod health;
 pub mod http;
 pub mod kyc;
 pub mod metrics;
+pub mod monitoring;
 pub mod oauth;
 pub mod sandbox_bank;
 pub mod state;

@@ -12,8 +12,8 @@ use url::Url;
 use super::keys::{KeySpec, KEYS};
 use super::{
     Config, ConsentConfig, DatabaseUrl, EncryptionKey, GatewayConfig, HttpConfig, KycConfig,
-    LogFormat, Mode, OAuthConfig, ProviderConfig, Secret, SigningAlg, UpstreamConfig,
-    WebhookConfig,
+    LogFormat, Mode, MonitoringConfig, OAuthConfig, ProviderConfig, Secret, SigningAlg,
+    UpstreamConfig, WebhookConfig,
 };
 
 /// Where a configuration value came from; error messages and `obgate config` name it.
@@ -517,6 +517,7 @@ pub(super) fn load(
             _ => Err(format!("{v} is outside 1KiB–256MiB")),
         }
     });
+    let monitoring = monitoring(&mut layers, production, &mut warnings);
     let upstream_tls = upstream_tls(&mut layers);
     let cache_ttl = layers.parse("gateway.cache_ttl", |v| {
         parse_duration(v, Duration::ZERO, Duration::from_secs(300))
@@ -629,6 +630,7 @@ pub(super) fn load(
                 cache_ttl: cache_ttl?,
                 cache_entries: cache_entries?,
             },
+            monitoring: monitoring?,
             webhooks: WebhookConfig {
                 retry_schedule: retry_schedule?,
                 timeout: webhook_timeout?,
@@ -643,6 +645,175 @@ pub(super) fn load(
         Some(config) if layers.errors.is_empty() => Ok(config),
         _ => Err(ConfigError(layers.errors)),
     }
+}
+
+fn whole(v: &str, min: u64, max: u64) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("\"{v}\" is not a whole number from {min} to {max}")),
+    }
+}
+
+fn fraction(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if (0.5..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("\"{v}\" is not a number from 0.5 to 1")),
+    }
+}
+
+/// `KEY:VALUE` pairs separated by spaces.
+fn pairs(v: &str) -> Result<Vec<(String, u64)>, String> {
+    v.split_whitespace()
+        .map(|p| {
+            let (k, n) = p
+                .split_once(':')
+                .ok_or_else(|| format!("\"{p}\" is not KEY:NUMBER"))?;
+            let n = n
+                .parse::<u64>()
+                .map_err(|_| format!("\"{n}\" in \"{p}\" is not a whole number"))?;
+            Ok((k.to_owned(), n))
+        })
+        .collect()
+}
+
+/// The `monitoring.*` settings.
+fn monitoring(
+    layers: &mut Layers,
+    production: bool,
+    warnings: &mut Vec<String>,
+) -> Option<MonitoringConfig> {
+    use crate::monitoring::{rating::RatingConfig, rules::RuleConfig, sanctions::SanctionsList};
+    let d = Duration::from_secs;
+    let batch_max = layers.parse("monitoring.batch_max", |v| whole(v, 1, 10_000));
+    let on_high = layers.parse("monitoring.on_high", |v| match v {
+        "suspend" => Ok(crate::monitoring::OnHigh::Suspend),
+        "flag" => Ok(crate::monitoring::OnHigh::Flag),
+        _ => Err(format!("\"{v}\" is not `suspend` or `flag`")),
+    });
+    let large_amount = layers.parse("monitoring.large_amount", |v| {
+        let p = pairs(v)?;
+        if let Some((c, _)) = p
+            .iter()
+            .find(|(c, _)| c != "*" && !crate::monitoring::amount::valid_currency(c))
+        {
+            return Err(format!("\"{c}\" is not an ISO 4217 currency code"));
+        }
+        if !p.iter().any(|(c, _)| c == "*") {
+            return Err("needs a `*:AMOUNT` entry for every other currency".into());
+        }
+        if p.iter().any(|(_, n)| *n == 0) {
+            return Err("thresholds must be above zero".into());
+        }
+        Ok(p.into_iter().collect::<std::collections::BTreeMap<_, _>>())
+    });
+    let rating_percent = layers.parse("monitoring.rating_percent", |v| {
+        let p = pairs(v)?;
+        let get = |k: &str| {
+            p.iter()
+                .find(|(c, _)| c == k)
+                .map(|(_, n)| *n)
+                .filter(|n| (1..=100).contains(n))
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("needs {k}:PERCENT with a percent from 1 to 100"))
+        };
+        Ok([get("low")?, get("medium")?, get("high")?])
+    });
+    let pct =
+        |layers: &mut Layers, key: &str| layers.parse(key, |v| whole(v, 1, 100).map(|n| n as u32));
+    let count = |layers: &mut Layers, key: &str| {
+        layers.parse(key, |v| whole(v, 1, 10_000).map(|n| n as usize))
+    };
+    let window = |layers: &mut Layers, key: &str| {
+        layers.parse(key, |v| parse_duration(v, d(60), d(30 * 86_400)))
+    };
+    let structuring_band_percent = pct(layers, "monitoring.structuring_band_percent");
+    let structuring_count = count(layers, "monitoring.structuring_count");
+    let structuring_window = window(layers, "monitoring.structuring_window");
+    let velocity_debits = count(layers, "monitoring.velocity_debits");
+    let velocity_window = window(layers, "monitoring.velocity_window");
+    let velocity_daily_factor = layers.parse("monitoring.velocity_daily_factor", |v| {
+        whole(v, 1, 1000).map(|n| n as u32)
+    });
+    let velocity_daily_min = count(layers, "monitoring.velocity_daily_min");
+    let rapid_window = window(layers, "monitoring.rapid_window");
+    let rapid_credit_percent = pct(layers, "monitoring.rapid_credit_percent");
+    let rapid_debit_percent = pct(layers, "monitoring.rapid_debit_percent");
+    let new_counterparty_factor = layers.parse("monitoring.new_counterparty_factor", |v| {
+        whole(v, 1, 1000).map(|n| n as u32)
+    });
+    let new_counterparty_min_history = count(layers, "monitoring.new_counterparty_min_history");
+    let sanctions_threshold = layers.parse("monitoring.sanctions_threshold", fraction);
+    let sanctions_proximity = layers.parse("monitoring.sanctions_proximity", fraction);
+    let high_risk_countries = layers.parse("monitoring.high_risk_countries", |v| {
+        let list: Vec<String> = v.split_whitespace().map(str::to_uppercase).collect();
+        match list
+            .iter()
+            .find(|c| !crate::kyc::rules::COUNTRIES.contains(&c.as_str()))
+        {
+            Some(c) => Err(format!("\"{c}\" is not an ISO 3166 alpha-2 country code")),
+            None => Ok(list),
+        }
+    });
+    let new_relationship = layers.parse("monitoring.new_relationship", |v| {
+        parse_duration(v, Duration::ZERO, d(10 * 365 * 86_400))
+    });
+    let sanctions = match layers.get("monitoring.sanctions_list").map(str::to_owned) {
+        Some(path) => match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let list = SanctionsList::parse(&text);
+                if list.is_empty() {
+                    layers.fail(
+                        "monitoring.sanctions_list",
+                        format!("{path} holds no names"),
+                    );
+                }
+                Some(list)
+            }
+            Err(e) => {
+                layers.fail(
+                    "monitoring.sanctions_list",
+                    format!("cannot read {path}: {e}"),
+                );
+                None
+            }
+        },
+        None if production => {
+            warnings.push(
+                "monitoring.sanctions_list is not set: counterparty names are not screened".into(),
+            );
+            Some(SanctionsList::parse(""))
+        }
+        None => Some(SanctionsList::sandbox()),
+    };
+    let defaults = RuleConfig::default();
+    Some(MonitoringConfig {
+        batch_max: usize::try_from(batch_max?).unwrap_or(10_000),
+        on_high: on_high?,
+        rules: RuleConfig {
+            large_amount: large_amount?,
+            rating_percent: rating_percent?,
+            structuring_band_percent: structuring_band_percent?,
+            structuring_count: structuring_count?,
+            structuring_window: structuring_window?,
+            velocity_debits: velocity_debits?,
+            velocity_window: velocity_window?,
+            velocity_daily_factor: velocity_daily_factor?,
+            velocity_daily_min: velocity_daily_min?,
+            rapid_window: rapid_window?,
+            rapid_credit_percent: rapid_credit_percent?,
+            rapid_debit_percent: rapid_debit_percent?,
+            new_counterparty_factor: new_counterparty_factor?,
+            new_counterparty_min_history: new_counterparty_min_history?,
+            sanctions_threshold: sanctions_threshold?,
+            ..defaults
+        },
+        rating: RatingConfig {
+            high_risk_countries: high_risk_countries?,
+            sanctions_proximity: sanctions_proximity?,
+            new_relationship: new_relationship?,
+        },
+        sanctions: std::sync::Arc::new(sanctions?),
+    })
 }
 
 /// The upstream's TLS settings: a client identity for mTLS and/or a private CA. Files are read

@@ -250,6 +250,21 @@ pub struct UpstreamConfig {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
+/// Ongoing monitoring.
+#[derive(Clone, Debug)]
+pub struct MonitoringConfig {
+    /// Largest ingest batch.
+    pub batch_max: usize,
+    /// What a high-risk transaction does.
+    pub on_high: crate::monitoring::OnHigh,
+    /// The transaction rules' thresholds.
+    pub rules: crate::monitoring::rules::RuleConfig,
+    /// The customer-rating rules.
+    pub rating: crate::monitoring::rating::RatingConfig,
+    /// The sanctions list names are screened against.
+    pub sanctions: std::sync::Arc<crate::monitoring::sanctions::SanctionsList>,
+}
+
 /// The gateway's decision caches.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -363,6 +378,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Gateway decision caches.
     pub gateway: GatewayConfig,
+    /// Ongoing monitoring.
+    pub monitoring: MonitoringConfig,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
     /// How often background workers look for due work.

@@ -37,6 +37,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "consent.rejected",
     "consent.revoked",
     "consent.deleted",
+    "monitoring.alert.created",
+    "monitoring.alert.resolved",
 ];
 
 /// A new outbox event of `kind` (one of [`EVENT_TYPES`]) with an ids-only payload.

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         .merge(crate::admin::routes(state.clone()))
         .merge(crate::audit::routes::routes(state.clone()))
         .merge(crate::kyc::routes::routes(state.clone()))
+        .merge(crate::monitoring::routes::routes(state.clone()))
         .merge(crate::events::routes::routes(state.clone()))
         .merge(crate::consent::ob_routes::routes())
         .merge(crate::consent::bank_routes::routes(state.clone()))

@@ -116,6 +116,15 @@ pub fn view(o: &Opened) -> Value {
         "dob": pii::mask_dob(&p.dob),
         "addresses": p.addresses,
         "kyc_status": o.row.kyc_status,
+        "risk_rating": o.row.risk_rating.as_ref().map(|level| {
+            let factors: Value = o
+                .row
+                .risk_factors
+                .as_deref()
+                .and_then(|f| serde_json::from_str(f).ok())
+                .unwrap_or_else(|| json!([]));
+            json!({"level": level, "factors": factors, "rated_at": o.row.risk_rated_at})
+        }),
         "date_created": o.row.created_at,
         "date_updated": o.row.updated_at,
     });
@@ -255,6 +264,9 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         erased_at: None,
+        risk_rating: None,
+        risk_factors: None,
+        risk_rated_at: None,
     };
     let audit = actor.event(now, "customer.create").on("customer", &id);
     match state

@@ -15,7 +15,8 @@
 //!      │                      ├─▶ document_required ─▶ under_review ─▶ passed | failed
 //!      │                      ├─▶ under_review
 //!      └── error | timeout ◀──┘   (retriable: a new verification-kyc; never treated as passed)
-//! passed ─▶ suspended (monitoring) ─▶ passed | failed (review)
+//! passed ─▶ suspended (a monitoring alert) ─▶ passed (alert cleared) | failed (review)
+//! passed | suspended ─▶ under_review (a monitoring alert confirmed) ─▶ passed | failed
 //! passed ─▶ failed (a review overturning it)
 //! ```
 //!
@@ -130,8 +131,8 @@ impl KycStatus {
                 | (Failed, UnderReview)
                 | (DocumentRequired, UnderReview)
                 | (UnderReview, Passed | Failed)
-                | (Passed, Suspended | Failed)
-                | (Suspended, Passed | Failed)
+                | (Passed, Suspended | Failed | UnderReview)
+                | (Suspended, Passed | Failed | UnderReview)
         )
     }
 

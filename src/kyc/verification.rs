@@ -35,12 +35,12 @@ pub fn worker_actor() -> Actor {
 }
 
 /// A KYC change being assembled.
-struct Change {
-    row: CustomerRow,
-    expected_version: i64,
-    transitions: Vec<TransitionRow>,
-    events: Vec<EventRow>,
-    audit: Vec<AuditEvent>,
+pub(crate) struct Change {
+    pub(crate) row: CustomerRow,
+    pub(crate) expected_version: i64,
+    pub(crate) transitions: Vec<TransitionRow>,
+    pub(crate) events: Vec<EventRow>,
+    pub(crate) audit: Vec<AuditEvent>,
     enqueue: Option<KycJobRow>,
     finish_job: Option<String>,
     documents: Vec<DocumentRow>,
@@ -48,7 +48,7 @@ struct Change {
 }
 
 impl Change {
-    fn new(row: &CustomerRow, now: Timestamp) -> Self {
+    pub(crate) fn new(row: &CustomerRow, now: Timestamp) -> Self {
         let mut row = row.clone();
         row.kyc_updated_at = Some(now);
         row.updated_at = now;
@@ -70,7 +70,13 @@ impl Change {
     }
 
     /// Moves to `to`, recording the transition, its event and its audit row.
-    fn move_to(&mut self, to: KycStatus, cause: &str, actor: &Actor, note: Option<String>) {
+    pub(crate) fn move_to(
+        &mut self,
+        to: KycStatus,
+        cause: &str,
+        actor: &Actor,
+        note: Option<String>,
+    ) {
         let from = self.row.kyc_status.clone();
         let id = &self.row.customer_id;
         self.transitions.push(TransitionRow {
@@ -126,11 +132,33 @@ impl Change {
         id
     }
 
+    /// The store write of a change with no job, documents or idempotency key (monitoring's).
+    pub(crate) fn as_write(&self) -> KycWrite<'_> {
+        KycWrite {
+            customer: &self.row,
+            expected_version: self.expected_version,
+            transitions: self.transitions.clone(),
+            idempotency: None,
+            enqueue: None,
+            finish_job: None,
+            documents: Vec::new(),
+            events: self.events.clone(),
+            audit: self.audit.clone(),
+        }
+    }
+
     async fn commit(
-        self,
+        mut self,
         state: &AppState,
         idempotency: Option<IdempotencyClaim>,
     ) -> Result<CustomerRow, ApiError> {
+        if self
+            .transitions
+            .iter()
+            .any(|t| t.to_status == KycStatus::Passed.as_str())
+        {
+            crate::monitoring::rate_on_pass(state, &mut self).await?;
+        }
         let write = KycWrite {
             customer: &self.row,
             expected_version: self.expected_version,

@@ -444,11 +444,19 @@ async fn refresh_grant(
         .get("refresh_token")
         .ok_or_else(|| bad("invalid_request", "refresh_token is required"))?;
     let now = state.clock.now();
-    let row = match state
-        .store
-        .redeem_refresh(&crate::consent::flow::hash(token), now)
-        .await?
-    {
+    let hash = crate::consent::flow::hash(token);
+    // A customer on a KYC hold (suspended by monitoring, under review) is refused without
+    // using up the refresh token: the hold is temporary, and once it lifts the TPP refreshes
+    // as before. Every other refusal below consumes the token and revokes its family.
+    if let Some(r) = state.store.get_refresh(&hash).await? {
+        if r.client_id == client.client_id && r.used_at.is_none() && r.revoked_at.is_none() {
+            let check = crate::consent::check_access(state, &r.consent_id, &client.client_id);
+            if let Err(Ok(denial @ crate::consent::Denial::Kyc(_))) = check.await {
+                return Err(bad("invalid_grant", denial.describe(&r.consent_id)));
+            }
+        }
+    }
+    let row = match state.store.redeem_refresh(&hash, now).await? {
         crate::store::consents::Redeemed::Fresh(r) => r,
         crate::store::consents::Redeemed::Reused(r) => {
             if r.client_id == client.client_id && r.revoked_at.is_none() {

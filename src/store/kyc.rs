@@ -53,6 +53,12 @@ pub struct CustomerRow {
     pub updated_at: Timestamp,
     /// Erased at; PII is gone from then on.
     pub erased_at: Option<Timestamp>,
+    /// Due-diligence rating (`low`, `medium`, `high`); `None` until KYC first passes.
+    pub risk_rating: Option<String>,
+    /// JSON array of the factors behind the rating.
+    pub risk_factors: Option<String>,
+    /// When the rating was last set.
+    pub risk_rated_at: Option<Timestamp>,
 }
 
 /// A KYC status change, stored with its time and cause.
@@ -261,7 +267,8 @@ pub trait KycStore: Send + Sync {
 /// Columns of `customers` in struct order.
 pub(crate) const CUSTOMER_COLUMNS: &str = "customer_id, data_key, profile, contact, ssn_hmac, \
      kyc_status, kyc_version, kyc_reasons, kyc_documents, kba_round, kba_questions, program_id, \
-     kyc_reference, kyc_started_at, kyc_passed_at, kyc_updated_at, created_at, updated_at, erased_at";
+     kyc_reference, kyc_started_at, kyc_passed_at, kyc_updated_at, created_at, updated_at, erased_at, \
+     risk_rating, risk_factors, risk_rated_at";
 
 /// Columns of `kyc_jobs` in struct order.
 pub(crate) const JOB_COLUMNS: &str =
@@ -270,6 +277,128 @@ pub(crate) const JOB_COLUMNS: &str =
 macro_rules! kyc_store_impl {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// Applies a KYC change inside `tx`; anything but `Applied` leaves `tx` for the
+            /// caller to roll back.
+            async fn write_kyc_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                w: &$crate::store::kyc::KycWrite<'_>,
+            ) -> Result<$crate::store::kyc::WriteOutcome, $crate::store::StoreError> {
+                let c = w.customer;
+                if let Some(claim) = &w.idempotency {
+                    if !Self::claim_idempotency_in(tx, claim).await? {
+                        return Ok($crate::store::kyc::WriteOutcome::IdempotencyKeyUsed);
+                    }
+                }
+                let done = sqlx::query(
+                    "UPDATE customers SET contact = $1, ssn_hmac = $2, kyc_status = $3, \
+                     kyc_version = kyc_version + 1, kyc_reasons = $4, kyc_documents = $5, \
+                     kba_round = $6, kba_questions = $7, program_id = $8, kyc_started_at = $9, \
+                     kyc_passed_at = $10, kyc_updated_at = $11, updated_at = $12, \
+                     kyc_reference = $15, risk_rating = $16, risk_factors = $17, \
+                     risk_rated_at = $18 \
+                     WHERE customer_id = $13 AND kyc_version = $14 AND erased_at IS NULL",
+                )
+                .bind(&c.contact)
+                .bind(&c.ssn_hmac)
+                .bind(&c.kyc_status)
+                .bind(&c.kyc_reasons)
+                .bind(&c.kyc_documents)
+                .bind(c.kba_round)
+                .bind(&c.kba_questions)
+                .bind(&c.program_id)
+                .bind(c.kyc_started_at)
+                .bind(c.kyc_passed_at)
+                .bind(c.kyc_updated_at)
+                .bind(c.updated_at)
+                .bind(&c.customer_id)
+                .bind(w.expected_version)
+                .bind(&c.kyc_reference)
+                .bind(&c.risk_rating)
+                .bind(&c.risk_factors)
+                .bind(c.risk_rated_at)
+                .execute(&mut **tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok($crate::store::kyc::WriteOutcome::Stale);
+                }
+                for t in &w.transitions {
+                    sqlx::query(
+                        "INSERT INTO kyc_transitions (id, customer_id, from_status, to_status, \
+                         cause, actor_type, actor_id, note, at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&t.id)
+                    .bind(&t.customer_id)
+                    .bind(&t.from_status)
+                    .bind(&t.to_status)
+                    .bind(&t.cause)
+                    .bind(&t.actor_type)
+                    .bind(&t.actor_id)
+                    .bind(&t.note)
+                    .bind(t.at)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                if let Some(id) = &w.finish_job {
+                    sqlx::query(
+                        "UPDATE kyc_jobs SET state = 'done', finished_at = $1, \
+                         locked_until = NULL WHERE id = $2",
+                    )
+                    .bind(c.updated_at)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                if let Some(j) = &w.enqueue {
+                    // A new check supersedes any job still queued for this customer.
+                    sqlx::query(
+                        "UPDATE kyc_jobs SET state = 'done', finished_at = $1, \
+                         locked_until = NULL WHERE customer_id = $2 AND state = 'pending'",
+                    )
+                    .bind(c.updated_at)
+                    .bind(&j.customer_id)
+                    .execute(&mut **tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO kyc_jobs (id, customer_id, kind, provider_ref, kyc_version, \
+                         state, attempts, run_after, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)",
+                    )
+                    .bind(&j.id)
+                    .bind(&j.customer_id)
+                    .bind(&j.kind)
+                    .bind(&j.provider_ref)
+                    .bind(j.kyc_version)
+                    .bind(j.run_after)
+                    .bind(j.created_at)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                for d in &w.documents {
+                    sqlx::query(
+                        "INSERT INTO kyc_documents (id, customer_id, kind, doc_type, side, \
+                         content_type, size_bytes, content, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&d.id)
+                    .bind(&d.customer_id)
+                    .bind(&d.kind)
+                    .bind(&d.doc_type)
+                    .bind(&d.side)
+                    .bind(&d.content_type)
+                    .bind(d.size_bytes)
+                    .bind(&d.content)
+                    .bind(d.created_at)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Self::insert_events_in(tx, &w.events).await?;
+                for a in &w.audit {
+                    Self::append_audit_in(tx, a).await?;
+                }
+                Ok($crate::store::kyc::WriteOutcome::Applied)
+            }
+
             /// Claims an idempotency key; `false` when it is taken and still inside its window.
             async fn claim_idempotency_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -316,7 +445,7 @@ macro_rules! kyc_store_impl {
                 }
                 sqlx::query(&format!(
                     "INSERT INTO customers ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
                     $crate::store::kyc::CUSTOMER_COLUMNS
                 ))
                 .bind(&c.customer_id)
@@ -338,6 +467,9 @@ macro_rules! kyc_store_impl {
                 .bind(c.created_at)
                 .bind(c.updated_at)
                 .bind(c.erased_at)
+                .bind(&c.risk_rating)
+                .bind(&c.risk_factors)
+                .bind(c.risk_rated_at)
                 .execute(&mut *tx)
                 .await?;
                 Self::insert_events_in(&mut tx, events).await?;
@@ -425,120 +557,14 @@ macro_rules! kyc_store_impl {
                 &self,
                 w: &$crate::store::kyc::KycWrite<'_>,
             ) -> Result<$crate::store::kyc::WriteOutcome, $crate::store::StoreError> {
-                let c = w.customer;
                 let mut tx = self.begin_write().await?;
-                if let Some(claim) = &w.idempotency {
-                    if !Self::claim_idempotency_in(&mut tx, claim).await? {
-                        tx.rollback().await?;
-                        return Ok($crate::store::kyc::WriteOutcome::IdempotencyKeyUsed);
-                    }
-                }
-                let done = sqlx::query(
-                    "UPDATE customers SET contact = $1, ssn_hmac = $2, kyc_status = $3, \
-                     kyc_version = kyc_version + 1, kyc_reasons = $4, kyc_documents = $5, \
-                     kba_round = $6, kba_questions = $7, program_id = $8, kyc_started_at = $9, \
-                     kyc_passed_at = $10, kyc_updated_at = $11, updated_at = $12, \
-                     kyc_reference = $15 \
-                     WHERE customer_id = $13 AND kyc_version = $14 AND erased_at IS NULL",
-                )
-                .bind(&c.contact)
-                .bind(&c.ssn_hmac)
-                .bind(&c.kyc_status)
-                .bind(&c.kyc_reasons)
-                .bind(&c.kyc_documents)
-                .bind(c.kba_round)
-                .bind(&c.kba_questions)
-                .bind(&c.program_id)
-                .bind(c.kyc_started_at)
-                .bind(c.kyc_passed_at)
-                .bind(c.kyc_updated_at)
-                .bind(c.updated_at)
-                .bind(&c.customer_id)
-                .bind(w.expected_version)
-                .bind(&c.kyc_reference)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() != 1 {
+                let outcome = Self::write_kyc_in(&mut tx, w).await?;
+                if outcome == $crate::store::kyc::WriteOutcome::Applied {
+                    tx.commit().await?;
+                } else {
                     tx.rollback().await?;
-                    return Ok($crate::store::kyc::WriteOutcome::Stale);
                 }
-                for t in &w.transitions {
-                    sqlx::query(
-                        "INSERT INTO kyc_transitions (id, customer_id, from_status, to_status, \
-                         cause, actor_type, actor_id, note, at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&t.id)
-                    .bind(&t.customer_id)
-                    .bind(&t.from_status)
-                    .bind(&t.to_status)
-                    .bind(&t.cause)
-                    .bind(&t.actor_type)
-                    .bind(&t.actor_id)
-                    .bind(&t.note)
-                    .bind(t.at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if let Some(id) = &w.finish_job {
-                    sqlx::query(
-                        "UPDATE kyc_jobs SET state = 'done', finished_at = $1, \
-                         locked_until = NULL WHERE id = $2",
-                    )
-                    .bind(c.updated_at)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if let Some(j) = &w.enqueue {
-                    // A new check supersedes any job still queued for this customer.
-                    sqlx::query(
-                        "UPDATE kyc_jobs SET state = 'done', finished_at = $1, \
-                         locked_until = NULL WHERE customer_id = $2 AND state = 'pending'",
-                    )
-                    .bind(c.updated_at)
-                    .bind(&j.customer_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO kyc_jobs (id, customer_id, kind, provider_ref, kyc_version, \
-                         state, attempts, run_after, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)",
-                    )
-                    .bind(&j.id)
-                    .bind(&j.customer_id)
-                    .bind(&j.kind)
-                    .bind(&j.provider_ref)
-                    .bind(j.kyc_version)
-                    .bind(j.run_after)
-                    .bind(j.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for d in &w.documents {
-                    sqlx::query(
-                        "INSERT INTO kyc_documents (id, customer_id, kind, doc_type, side, \
-                         content_type, size_bytes, content, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&d.id)
-                    .bind(&d.customer_id)
-                    .bind(&d.kind)
-                    .bind(&d.doc_type)
-                    .bind(&d.side)
-                    .bind(&d.content_type)
-                    .bind(d.size_bytes)
-                    .bind(&d.content)
-                    .bind(d.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Self::insert_events_in(&mut tx, &w.events).await?;
-                for a in &w.audit {
-                    Self::append_audit_in(&mut tx, a).await?;
-                }
-                tx.commit().await?;
-                Ok($crate::store::kyc::WriteOutcome::Applied)
+                Ok(outcome)
             }
 
             #[tracing::instrument(skip_all)]

@@ -16,6 +16,8 @@ pub mod consents;
 pub mod events;
 #[macro_use]
 pub mod kyc;
+#[macro_use]
+pub mod monitoring;
 pub mod postgres;
 pub mod sqlite;
 
@@ -168,7 +170,13 @@ pub struct ClientRow {
 /// `Store` is all of them.
 #[async_trait]
 pub trait Store:
-    kyc::KycStore + events::EventStore + consents::ConsentStore + Send + Sync + fmt::Debug
+    kyc::KycStore
+    + events::EventStore
+    + consents::ConsentStore
+    + monitoring::MonitoringStore
+    + Send
+    + Sync
+    + fmt::Debug
 {
     /// Which backend this is.
     fn backend(&self) -> Backend;

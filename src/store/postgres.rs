@@ -122,3 +122,4 @@ shared_store_impl!(PostgresStore, Postgres);
 kyc_store_impl!(PostgresStore, Postgres);
 event_store_impl!(PostgresStore, Postgres);
 consent_store_impl!(PostgresStore, Postgres);
+monitoring_store_impl!(PostgresStore, Postgres);

@@ -80,3 +80,4 @@ shared_store_impl!(SqliteStore, Sqlite);
 kyc_store_impl!(SqliteStore, Sqlite);
 event_store_impl!(SqliteStore, Sqlite);
 consent_store_impl!(SqliteStore, Sqlite);
+monitoring_store_impl!(SqliteStore, Sqlite);

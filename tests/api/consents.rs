@@ -26,7 +26,7 @@ const CONSENTS: &str = "/open-banking/v3.1/aisp/account-access-consents";
 const REDIRECT: &str = "https://tpp.example/cb";
 
 /// A TPP registered for the redirect flow: (client_id, client_secret).
-async fn tpp(app: &TestApp, name: &str) -> (String, String) {
+pub async fn tpp(app: &TestApp, name: &str) -> (String, String) {
     register(
         app,
         json!({
@@ -960,7 +960,7 @@ async fn require_par_refuses_direct_authorization_requests() {
 }
 
 /// Runs the direct (non-PAR) redirect flow with the oauth2 crate: (consent, access, refresh).
-async fn authorized(
+pub async fn authorized(
     app: &TestApp,
     id: &str,
     secret: &str,

@@ -156,6 +156,38 @@ async fn a_change_on_node_a_denies_on_node_b() {
     let (status, took) = until(&b.base, &tpp.token, within, |s| s == 200).await;
     assert_eq!(status, 200, "KYC pass not seen by node B in {took:?}");
 
+    // Monitoring on A suspends the customer (a payee on the sanctions list): B denies; the
+    // alert cleared on A: B allows again.
+    let r = a
+        .send(
+            a.admin(
+                Method::POST,
+                &format!("/api/v0/customers/{}/transactions", tpp.customer_id),
+            )
+            .json(&json!({"transactions": [{
+                "transaction_id": "wire-1", "booked_at": "2026-01-05T10:00:00Z",
+                "amount": "250.00", "currency": "GBP", "direction": "debit",
+                "counterparty": {"id": "acct-9", "name": "Ivan Sanctionov"},
+                "channel": "transfer"}]})),
+        )
+        .await;
+    assert_eq!(r.json()["kyc_status"], "suspended", "{}", r.text());
+    let alert = r.json()["alerts"][0].as_str().unwrap().to_owned();
+    let (status, took) = until(&b.base, &tpp.token, within, |s| s != 200).await;
+    assert_eq!(
+        status, 403,
+        "monitoring suspension not seen by node B in {took:?}"
+    );
+    let r = a
+        .send(
+            a.admin(Method::POST, &format!("/api/v0/alerts/{alert}/resolve"))
+                .json(&json!({"outcome": "cleared", "note": "false positive"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (status, took) = until(&b.base, &tpp.token, within, |s| s == 200).await;
+    assert_eq!(status, 200, "cleared alert not seen by node B in {took:?}");
+
     // A token revoked on A (RFC 7009): B refuses it.
     let r = form(
         &a,

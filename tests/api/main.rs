@@ -17,6 +17,7 @@ mod http;
 mod keys;
 mod kyc;
 mod kyc_http;
+mod monitoring;
 mod oauth;
 mod ob_spec;
 mod pii;
