@@ -230,10 +230,10 @@ fn parse_batch(state: &AppState, body: &Value) -> Result<Vec<Incoming>, ApiError
         fields: vec![e],
     })?;
     let max = state.config.monitoring.batch_max;
-    let items = f.array("transactions", true, 1, max).cloned();
+    let items = f.array("transactions", true, 1, max);
     let mut errors = f.finish();
     let mut out = Vec::new();
-    for (i, item) in items.iter().flatten().enumerate() {
+    for (i, item) in items.into_iter().flatten().enumerate() {
         if let Some((incoming, _)) = parse_one(
             state,
             item,

@@ -49,12 +49,31 @@ impl PostgresStore {
         &MIGRATOR
     }
 
+    /// Stores new monitored transactions (`INSERT … ON CONFLICT DO NOTHING`); how many rows
+    /// were new. PostgreSQL writers run in parallel.
+    async fn insert_monitored(
+        &self,
+        rows: &[crate::store::monitoring::MonitoredRow],
+    ) -> Result<u64, StoreError> {
+        let mut q = sqlx::QueryBuilder::<Postgres>::new(format!(
+            "INSERT INTO monitored_transactions ({}) ",
+            crate::store::monitoring::MONITORED_COLUMNS
+        ));
+        Self::push_monitored(&mut q, rows);
+        Ok(q.build().execute(&self.pool).await?.rows_affected())
+    }
+
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
 }
 
 impl PostgresStore {
+    /// Closes the pool.
+    async fn close_pools(&self) {
+        self.pool.close().await;
+    }
+
     /// Tells every node's listener what this transaction changes; PostgreSQL delivers it at
     /// commit, and not at all on rollback.
     async fn notify_in(

@@ -165,7 +165,7 @@ macro_rules! shared_store_impl {
             }
 
             async fn close(&self) {
-                self.pool().close().await;
+                self.close_pools().await;
             }
 
             #[tracing::instrument(skip_all, fields(admin_key.id = %key.id))]

@@ -1,8 +1,15 @@
 //! SQLite: the embedded single-node default.
 //!
-//! WAL mode (readers never block the writer), foreign keys on, a busy timeout so concurrent
-//! writers wait instead of failing, and write transactions opened with `BEGIN IMMEDIATE` so a
-//! transaction that reads before it writes cannot fail on lock upgrade.
+//! WAL mode (readers never block the writer), foreign keys on, and write transactions opened
+//! with `BEGIN IMMEDIATE` so a transaction that reads before it writes cannot fail on lock
+//! upgrade.
+//!
+//! SQLite has one writer at a time. Write transactions take their connection from a pool of
+//! one, so concurrent writers queue in order inside obgate instead of meeting SQLite's lock
+//! and its busy handler, which sleeps for growing intervals (up to 100 ms) between retries:
+//! under load that idled the cores and stretched tail latency (the monitoring benchmark's
+//! batch p99 went from 240 ms to about 70 ms). Reads use the other pool, in parallel.
+//! The busy timeout stays for writes that come from another process or outside a transaction.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +27,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -39,10 +47,16 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(StoreError::Unavailable)?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
             .map_err(StoreError::Unavailable)?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     fn pool(&self) -> &SqlitePool {
@@ -53,12 +67,32 @@ impl SqliteStore {
         &MIGRATOR
     }
 
+    /// Stores new monitored transactions (`INSERT … ON CONFLICT DO NOTHING`) in one
+    /// statement on the writer connection; how many rows were new.
+    async fn insert_monitored(
+        &self,
+        rows: &[crate::store::monitoring::MonitoredRow],
+    ) -> Result<u64, StoreError> {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO monitored_transactions ({}) ",
+            crate::store::monitoring::MONITORED_COLUMNS
+        ));
+        Self::push_monitored(&mut q, rows);
+        Ok(q.build().execute(&self.writer).await?.rows_affected())
+    }
+
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
     }
 }
 
 impl SqliteStore {
+    /// Closes both pools.
+    async fn close_pools(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+    }
+
     /// One node: nobody else to tell.
     async fn notify_in(
         _tx: &mut Transaction<'_, Sqlite>,
