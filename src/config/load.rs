@@ -731,16 +731,14 @@ fn monitoring(
     let structuring_window = window(layers, "monitoring.structuring_window");
     let velocity_debits = count(layers, "monitoring.velocity_debits");
     let velocity_window = window(layers, "monitoring.velocity_window");
-    let velocity_daily_factor = layers.parse("monitoring.velocity_daily_factor", |v| {
-        whole(v, 1, 1000).map(|n| n as u32)
-    });
+    let factor =
+        |layers: &mut Layers, key: &str| layers.parse(key, |v| whole(v, 1, 1000).map(|n| n as u32));
+    let velocity_daily_factor = factor(layers, "monitoring.velocity_daily_factor");
     let velocity_daily_min = count(layers, "monitoring.velocity_daily_min");
     let rapid_window = window(layers, "monitoring.rapid_window");
     let rapid_credit_percent = pct(layers, "monitoring.rapid_credit_percent");
     let rapid_debit_percent = pct(layers, "monitoring.rapid_debit_percent");
-    let new_counterparty_factor = layers.parse("monitoring.new_counterparty_factor", |v| {
-        whole(v, 1, 1000).map(|n| n as u32)
-    });
+    let new_counterparty_factor = factor(layers, "monitoring.new_counterparty_factor");
     let new_counterparty_min_history = count(layers, "monitoring.new_counterparty_min_history");
     let sanctions_threshold = layers.parse("monitoring.sanctions_threshold", fraction);
     let sanctions_proximity = layers.parse("monitoring.sanctions_proximity", fraction);

@@ -486,15 +486,14 @@ async fn try_ingest(
     state.committed(&published);
 
     // In the batch's order; a repeated id answers once as scored, then as a duplicate.
-    let mut answered: HashSet<&str> = HashSet::new();
+    let mut scored: std::collections::HashMap<String, Value> = results.into_iter().collect();
     let answers: Vec<Value> = batch
         .iter()
         .map(|i| {
             let id = i.txn.transaction_id.as_str();
-            match results.iter().find(|(r, _)| r == id) {
-                Some((_, v)) if answered.insert(id) => v.clone(),
-                _ => json!({"transaction_id": id, "duplicate": true}),
-            }
+            scored
+                .remove(id)
+                .unwrap_or_else(|| json!({"transaction_id": id, "duplicate": true}))
         })
         .collect();
     let final_row = change.as_ref().map_or(&row, |c| &c.row);
