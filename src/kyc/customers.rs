@@ -71,13 +71,17 @@ pub struct Opened {
 
 /// Loads a live customer and opens its PII; 404 when unknown or erased.
 pub async fn open(state: &AppState, customer_id: &str) -> Result<Opened, ApiError> {
-    let row = state
+    open_row(&state.config.pii_key, live_row(state, customer_id).await?)
+}
+
+/// Loads a live customer's row without opening its PII; 404 when unknown or erased.
+pub async fn live_row(state: &AppState, customer_id: &str) -> Result<CustomerRow, ApiError> {
+    state
         .store
         .get_customer(customer_id)
         .await?
         .filter(|c| c.erased_at.is_none())
-        .ok_or_else(|| not_found(customer_id))?;
-    open_row(&state.config.pii_key, row)
+        .ok_or_else(|| not_found(customer_id))
 }
 
 /// Opens the PII of a loaded row.

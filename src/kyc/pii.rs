@@ -72,10 +72,16 @@ pub fn seal_bytes(key: &EncryptionKey, column: &str, customer_id: &str, bytes: &
 /// The keyed hash of a normalised SSN (digits only): equal SSNs give equal hashes, and
 /// without `pii.key` the hash reveals nothing (SSNs are too few for a plain hash).
 pub fn ssn_hmac(pii_key: &EncryptionKey, ssn_digits: &str) -> Result<String, ApiError> {
+    keyed_hash(pii_key, "ssn", ssn_digits)
+}
+
+/// A keyed HMAC-SHA256 (hex) of `value` under `pii.key`, separated by `domain`: lets obgate
+/// match a value it must not keep in the clear (an SSN, a counterparty's id).
+pub fn keyed_hash(pii_key: &EncryptionKey, domain: &str, value: &str) -> Result<String, ApiError> {
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(pii_key.expose()).map_err(ApiError::internal)?;
-    mac.update(b"obgate/ssn/v1:");
-    mac.update(ssn_digits.as_bytes());
+    mac.update(format!("obgate/{domain}/v1:").as_bytes());
+    mac.update(value.as_bytes());
     Ok(hex::encode(mac.finalize().into_bytes()))
 }
 

@@ -28,9 +28,7 @@ pub mod sanctions;
 
 use std::collections::HashSet;
 
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use crate::audit::{Actor, ActorType};
 use crate::clock::Timestamp;
@@ -99,14 +97,6 @@ struct Incoming {
     txn: Txn,
     counterparty_name: String,
     country: Option<String>,
-}
-
-fn counterparty_key(state: &AppState, id: &str) -> Result<String, ApiError> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(state.config.pii_key.expose())
-        .map_err(ApiError::internal)?;
-    mac.update(b"obgate/counterparty/v1:");
-    mac.update(id.as_bytes());
-    Ok(hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Reads one transaction object at `path`, collecting every error into `errors`.
@@ -209,7 +199,7 @@ fn parse_one(
         amount_minor,
         currency,
         direction,
-        counterparty: counterparty_key(state, &cp_id)?,
+        counterparty: crate::kyc::pii::keyed_hash(&state.config.pii_key, "counterparty", &cp_id)?,
         channel,
     };
     Ok(Some((
@@ -284,15 +274,13 @@ fn assessment_json(a: &rules::Assessment) -> Value {
     json!({"risk_level": a.risk_level.as_str(), "score": a.score, "reasons": reasons_json(a)})
 }
 
-async fn live_customer(state: &AppState, customer_id: &str) -> Result<CustomerRow, ApiError> {
-    state
-        .store
-        .get_customer(customer_id)
-        .await?
-        .filter(|c| c.erased_at.is_none())
-        .ok_or_else(|| ApiError::NotFound {
-            message: format!("no customer {customer_id}"),
-        })
+/// Announces a committed monitoring write's events, the KYC change's included.
+fn announce(state: &AppState, w: &MonitoringWrite<'_>) {
+    let mut events = w.events.clone();
+    if let Some(k) = &w.kyc {
+        events.extend(k.events.iter().cloned());
+    }
+    state.committed(&events);
 }
 
 fn system() -> Actor {
@@ -331,7 +319,7 @@ async fn try_ingest(
     actor: &Actor,
 ) -> Result<Option<Value>, ApiError> {
     let cfg = &state.config.monitoring;
-    let row = live_customer(state, customer_id).await?;
+    let row = crate::kyc::customers::live_row(state, customer_id).await?;
     let now = state.clock.now();
     let ids: Vec<String> = batch.iter().map(|i| i.txn.transaction_id.clone()).collect();
     let known = state.store.known_transaction_ids(customer_id, &ids).await?;
@@ -361,7 +349,7 @@ async fn try_ingest(
     };
     let mut rating = rating_of(&row);
     let status = KycStatus::parse(&row.kyc_status);
-    let mut results = Vec::with_capacity(batch.len());
+    let mut scored = std::collections::HashMap::with_capacity(fresh.len());
     let mut rows = Vec::with_capacity(fresh.len());
     let mut alerts: Vec<AlertRow> = Vec::new();
     let mut events = Vec::new();
@@ -403,7 +391,7 @@ async fn try_ingest(
             // The rest of the batch is scored as a high-risk customer's.
             rating = RiskLevel::High;
         }
-        results.push((i.txn.transaction_id.clone(), result));
+        scored.insert(i.txn.transaction_id.clone(), result);
         rows.push(MonitoredRow {
             customer_id: customer_id.to_owned(),
             transaction_id: i.txn.transaction_id.clone(),
@@ -479,14 +467,9 @@ async fn try_ingest(
         WriteOutcome::Applied => {}
         _ => return Ok(None),
     }
-    let mut published = w.events.clone();
-    if let Some(k) = &w.kyc {
-        published.extend(k.events.iter().cloned());
-    }
-    state.committed(&published);
+    announce(state, &w);
 
     // In the batch's order; a repeated id answers once as scored, then as a duplicate.
-    let mut scored: std::collections::HashMap<String, Value> = results.into_iter().collect();
     let answers: Vec<Value> = batch
         .iter()
         .map(|i| {
@@ -518,7 +501,7 @@ pub async fn assess(state: &AppState, body: &Value) -> Result<Value, ApiError> {
     let Some((incoming, Some(customer_id))) = parsed else {
         return Err(ApiError::internal("validated transaction lacks a field"));
     };
-    let row = live_customer(state, &customer_id).await?;
+    let row = crate::kyc::customers::live_row(state, &customer_id).await?;
     let t = incoming.txn.booked_at;
     let lookback = i64::try_from(rules::LOOKBACK.as_millis()).unwrap_or(i64::MAX);
     let history = history_of(
@@ -679,7 +662,7 @@ pub async fn resolve(
                 message: format!("alert {alert_id} was already resolved as {}", alert.status),
             });
         }
-        let row = live_customer(state, &alert.customer_id).await?;
+        let row = crate::kyc::customers::live_row(state, &alert.customer_id).await?;
         let now = state.clock.now();
         let others: Vec<AlertRow> = state
             .store
@@ -743,11 +726,7 @@ pub async fn resolve(
         if state.store.write_monitoring(&w).await? != WriteOutcome::Applied {
             continue;
         }
-        let mut published = w.events.clone();
-        if let Some(k) = &w.kyc {
-            published.extend(k.events.iter().cloned());
-        }
-        state.committed(&published);
+        announce(state, &w);
         let stored = state
             .store
             .get_alert(alert_id)

@@ -97,23 +97,21 @@ impl PostgresStore {
     /// and stops serving copies until the listener is back, retried every second.
     async fn follow(&self, follower: Arc<dyn Follower>, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
-            let mut listener = match PgListener::connect_with(&self.pool).await {
+            let listening = async {
+                let mut l = PgListener::connect_with(&self.pool).await?;
+                l.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            let mut listener = match listening.await {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(error = %e, "change feed: cannot connect; gateway caches off");
+                    tracing::warn!(error = %e, "change feed: cannot listen; gateway caches off");
                     tokio::select! {
                         _ = stop.changed() => return,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     }
                 }
             };
-            if let Err(e) = listener.listen(CHANNEL).await {
-                tracing::warn!(error = %e, "change feed: LISTEN failed; gateway caches off");
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
             follower.connected(true);
             tracing::info!("change feed: listening; gateway caches on");
             loop {
