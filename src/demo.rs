@@ -101,6 +101,10 @@ pub fn walkthrough(demo: &Demo, admin_key: &str, base: &str) -> String {
       --data-urlencode "authorization_details=[{{\"type\":\"openbanking_account_access\",\"consent_id\":\"$CONSENT\"}}]" \
       $B/oauth2/token | jq -r .access_token)
     curl -s -H "Authorization: Bearer $BOUND" $B/open-banking/v3.1/aisp/accounts
+
+  The customer's side, in a browser: open $B/login, continue as Alice, and see her connected
+  apps (the consent above included); Stop access ends the TPP's access at once. A TPP sending
+  her to $B/oauth2/authorize lands on the hosted consent screen ($B/consent).
 "#
     )
 }

@@ -18,6 +18,7 @@
 //! | [`gateway`] | the tower layers guarding account data, the permission map, the proxy |
 //! | [`sandbox_bank`] | the built-in demo account API the gateway uses in sandbox mode |
 //! | [`consent`] | UK OB account-access consents, the authorization flow, the KYC gate |
+//! | [`pages`] | the customer's hosted consent screen and access dashboard (HTML, sign-in by bank assertion) |
 //! | [`kyc`] | customers, Bond's KYC API, KBA, documents, reviews, identity providers, PII |
 //! | [`events`] | the event outbox, signed webhooks and their dispatcher |
 //! | [`crypto`] | AES-256-GCM sealing of secrets at rest |
@@ -56,6 +57,7 @@ pub mod kyc;
 pub mod metrics;
 pub mod monitoring;
 pub mod oauth;
+pub mod pages;
 pub mod sandbox_bank;
 pub mod state;
 pub mod store;
@@ -127,6 +129,9 @@ impl App {
             store.backend() == config::Backend::Postgres,
             metrics.clone(),
         ));
+        let bank_keys = Arc::new(pages::assertion::BankKeys::new(
+            config.pages.assertion_keys.clone(),
+        ));
         let state = AppState {
             decisions,
             config: Arc::new(config),
@@ -139,6 +144,7 @@ impl App {
             events: Arc::default(),
             metrics,
             keys,
+            bank_keys,
         };
         let (router, routes) = http::router(state.clone());
         Ok(Self {

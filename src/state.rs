@@ -83,4 +83,6 @@ pub struct AppState {
     pub decisions: Arc<crate::gateway::cache::DecisionCache>,
     /// The gateway's proxy to the bank's account API.
     pub gateway: Arc<crate::gateway::proxy::Proxy>,
+    /// The keys that verify the bank's customer assertions (hosted pages' sign-in).
+    pub bank_keys: Arc<crate::pages::assertion::BankKeys>,
 }

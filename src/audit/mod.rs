@@ -30,16 +30,19 @@ pub enum ActorType {
     System,
     /// A caller that did not authenticate.
     Anonymous,
+    /// A customer signed in to the hosted pages (`actor_id` is their customer id).
+    Customer,
 }
 
 impl ActorType {
     /// Every actor type, for validating filters.
-    pub const ALL: [ActorType; 5] = [
+    pub const ALL: [ActorType; 6] = [
         ActorType::AdminKey,
         ActorType::Cli,
         ActorType::Client,
         ActorType::System,
         ActorType::Anonymous,
+        ActorType::Customer,
     ];
 
     /// Stored form.
@@ -50,6 +53,7 @@ impl ActorType {
             ActorType::Client => "client",
             ActorType::System => "system",
             ActorType::Anonymous => "anonymous",
+            ActorType::Customer => "customer",
         }
     }
 }

@@ -474,6 +474,7 @@ pub(super) fn load(
     let challenge_ttl = layers.parse("consents.challenge_ttl", |v| {
         parse_duration(v, Duration::from_secs(30), Duration::from_secs(3600))
     });
+    let pages = parse_pages(&mut layers, production);
     let upstream_url = layers.parse("upstream.url", |v| {
         let u = Url::parse(v).map_err(|e| format!("\"{v}\" is not a URL: {e}"))?;
         match u.scheme() {
@@ -610,6 +611,7 @@ pub(super) fn load(
                 authorisation_window: authorisation_window?,
                 challenge_ttl: challenge_ttl?,
             },
+            pages: pages?,
             kyc: KycConfig {
                 provider: provider?,
                 provider_timeout: provider_timeout?,
@@ -937,6 +939,103 @@ fn parse_key(
     Some(EncryptionKey::new(bytes, is_dev))
 }
 
+/// The hosted pages' keys: branding checked for accessibility, and at most one source of
+/// the bank's assertion keys.
+fn parse_pages(layers: &mut Layers, production: bool) -> Option<super::PagesConfig> {
+    let web_url = |v: &str| -> Result<Url, String> {
+        let u = Url::parse(v).map_err(|e| format!("\"{v}\" is not a URL: {e}"))?;
+        match u.scheme() {
+            "https" => Ok(u),
+            "http" if !production => Ok(u),
+            _ => Err("must be an https URL".to_owned()),
+        }
+    };
+    let bank_name = layers.parse("pages.bank_name", |v| {
+        let v = v.trim();
+        if v.is_empty() || v.chars().count() > 80 || v.chars().any(char::is_control) {
+            Err("must be 1 to 80 printable characters".to_owned())
+        } else {
+            Ok(v.to_owned())
+        }
+    });
+    let logo_url = layers.parse("pages.logo_url", web_url);
+    let primary_color = layers.parse("pages.primary_color", parse_accent_colour);
+    let login_url = layers.parse("pages.login_url", web_url);
+    let issuer = layers.parse("pages.assertion_issuer", |v| Ok(v.to_owned()));
+    let session_ttl = layers.parse("pages.session_ttl", |v| {
+        parse_duration(v, Duration::from_secs(60), Duration::from_secs(7200))
+    });
+    let pem_path = layers.get("pages.assertion_public_key").map(str::to_owned);
+    let jwks = layers.parse("pages.assertion_jwks_url", web_url);
+    let keys = match (pem_path, jwks) {
+        (Some(_), Some(_)) => {
+            layers.fail(
+                "pages.assertion_jwks_url",
+                "set either pages.assertion_public_key or pages.assertion_jwks_url, not both",
+            );
+            None
+        }
+        (Some(path), None) => match std::fs::read_to_string(&path) {
+            Ok(pem) if pem.contains("-----BEGIN PUBLIC KEY-----") => {
+                Some(super::AssertionKeys::Pem {
+                    path: path.into(),
+                    pem,
+                })
+            }
+            Ok(_) => {
+                layers.fail(
+                    "pages.assertion_public_key",
+                    format!("{path} holds no PEM public key (-----BEGIN PUBLIC KEY-----)"),
+                );
+                None
+            }
+            Err(e) => {
+                layers.fail(
+                    "pages.assertion_public_key",
+                    format!("cannot read {path}: {e}"),
+                );
+                None
+            }
+        },
+        (None, Some(url)) => Some(super::AssertionKeys::Jwks(url)),
+        (None, None) => Some(super::AssertionKeys::None),
+    };
+    Some(super::PagesConfig {
+        bank_name: bank_name?,
+        logo_url,
+        primary_color: primary_color?,
+        login_url,
+        assertion_keys: keys?,
+        assertion_issuer: issuer,
+        session_ttl: session_ttl?,
+    })
+}
+
+/// `#rrggbb` whose contrast with white text is at least 4.5:1 (WCAG 2.1 AA), because the
+/// pages put white button text on it.
+fn parse_accent_colour(v: &str) -> Result<String, String> {
+    let hex = v
+        .strip_prefix('#')
+        .filter(|h| h.len() == 6 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| format!("\"{v}\" is not a colour like #1d4ed8"))?;
+    let channel = |i: usize| -> f64 {
+        let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0)) / 255.0;
+        if c <= 0.039_28 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let luminance = 0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4);
+    let contrast = 1.05 / (luminance + 0.05);
+    if contrast < 4.5 {
+        return Err(format!(
+            "{v} gives white text a contrast of {contrast:.2}:1; WCAG AA needs 4.5:1, so pick a darker colour"
+        ));
+    }
+    Ok(format!("#{}", hex.to_ascii_lowercase()))
+}
+
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -975,6 +1074,61 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(e) => e.0,
         }
+    }
+
+    #[test]
+    fn the_pages_colour_must_leave_white_text_readable() {
+        // #1d4ed8 gives 6.7:1; #767676 is the lightest grey at 4.54:1; #777777 is 4.48:1.
+        assert_eq!(parse_accent_colour("#1D4ED8"), Ok("#1d4ed8".into()));
+        assert_eq!(parse_accent_colour("#767676"), Ok("#767676".into()));
+        let e = parse_accent_colour("#777777").unwrap_err();
+        assert!(e.contains("4.48:1") && e.contains("4.5:1"), "{e}");
+        assert!(
+            parse_accent_colour("#ffff00").is_err(),
+            "yellow under white text"
+        );
+        assert!(parse_accent_colour("blue")
+            .unwrap_err()
+            .contains("not a colour"));
+        assert!(parse_accent_colour("#12345").is_err());
+        let errs = errors(&[("OBGATE_PAGES_PRIMARY_COLOR", "#ffffff")]);
+        assert!(
+            errs[0].starts_with(
+                "OBGATE_PAGES_PRIMARY_COLOR: #ffffff gives white text a contrast of 1.00:1"
+            ),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn the_banks_assertion_key_comes_from_one_readable_source() {
+        let errs = errors(&[
+            ("OBGATE_PAGES_ASSERTION_PUBLIC_KEY", "/nonexistent/bank.pem"),
+            (
+                "OBGATE_PAGES_ASSERTION_JWKS_URL",
+                "https://bank.example/jwks",
+            ),
+        ]);
+        assert!(errs.iter().any(|e| e.contains("not both")), "{errs:?}");
+        let errs = errors(&[("OBGATE_PAGES_ASSERTION_PUBLIC_KEY", "/nonexistent/bank.pem")]);
+        assert!(
+            errs[0].starts_with(
+                "OBGATE_PAGES_ASSERTION_PUBLIC_KEY: cannot read /nonexistent/bank.pem"
+            ),
+            "{errs:?}"
+        );
+        let errs = errors(&[("OBGATE_PAGES_ASSERTION_PUBLIC_KEY", "Cargo.toml")]);
+        assert!(errs[0].contains("holds no PEM public key"), "{errs:?}");
+        let errs = errors(&[("OBGATE_PAGES_SESSION_TTL", "3h")]);
+        assert!(errs[0].starts_with("OBGATE_PAGES_SESSION_TTL:"), "{errs:?}");
+        let c = Config::load(
+            None,
+            env(&[("OBGATE_PAGES_ASSERTION_JWKS_URL", "http://127.0.0.1:9/jwks")]),
+        );
+        assert!(matches!(
+            c.map(|c| c.pages.assertion_keys),
+            Ok(crate::config::AssertionKeys::Jwks(_))
+        ));
     }
 
     #[test]

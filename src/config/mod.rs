@@ -285,6 +285,41 @@ pub struct ConsentConfig {
     pub challenge_ttl: Duration,
 }
 
+/// Where customer assertions' verification keys come from.
+#[derive(Clone, Debug)]
+pub enum AssertionKeys {
+    /// No bank key: only the sandbox sign-in (sandbox mode) signs customers in.
+    None,
+    /// One PEM public key, read at start.
+    Pem {
+        /// The file it was read from, for messages.
+        path: std::path::PathBuf,
+        /// The PEM text.
+        pem: String,
+    },
+    /// The bank's JWK set, fetched and cached.
+    Jwks(Url),
+}
+
+/// The hosted customer pages: branding and how customers sign in.
+#[derive(Clone, Debug)]
+pub struct PagesConfig {
+    /// The bank's name, shown on every page.
+    pub bank_name: String,
+    /// The bank's logo, when it has one.
+    pub logo_url: Option<Url>,
+    /// The accent colour, `#rrggbb`.
+    pub primary_color: String,
+    /// The bank's login page for customers without a session.
+    pub login_url: Option<Url>,
+    /// The keys that verify the bank's customer assertions.
+    pub assertion_keys: AssertionKeys,
+    /// The `iss` assertions must carry, when set.
+    pub assertion_issuer: Option<String>,
+    /// How long a page session lasts.
+    pub session_ttl: Duration,
+}
+
 /// Which identity-verification provider runs KYC checks.
 #[derive(Clone, Debug)]
 pub enum ProviderConfig {
@@ -374,6 +409,8 @@ pub struct Config {
     pub kyc: KycConfig,
     /// Consents and the authorization flow.
     pub consents: ConsentConfig,
+    /// The hosted consent screen and dashboard.
+    pub pages: PagesConfig,
     /// The bank's account API.
     pub upstream: UpstreamConfig,
     /// Gateway decision caches.

@@ -453,7 +453,7 @@ async fn authorize_inner(state: &AppState, query: &str) -> Result<Response, ApiE
 }
 
 /// The undecided request behind a challenge, still inside its time; 404 otherwise.
-async fn pending(state: &AppState, challenge: &str) -> Result<AuthRequestRow, ApiError> {
+pub async fn pending(state: &AppState, challenge: &str) -> Result<AuthRequestRow, ApiError> {
     state
         .store
         .get_auth_request_by_challenge(&hash(challenge))
@@ -522,7 +522,22 @@ pub async fn accept(
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let (customer_id, account_ids) = parse_authorisation(&body)?;
-    let req = pending(&state, &challenge).await?;
+    let actor = principal.actor(&interaction);
+    let to = accept_request(&state, &challenge, &customer_id, &account_ids, &actor).await?;
+    Ok(Json(json!({ "redirect_to": to })))
+}
+
+/// Authorises the consent behind `challenge` for `customer_id` (through the KYC gate) and
+/// answers the TPP redirect carrying the new authorization code. Shared by the bank's UI API
+/// and the hosted consent screen, so both make exactly the same checks.
+pub async fn accept_request(
+    state: &AppState,
+    challenge: &str,
+    customer_id: &str,
+    account_ids: &[String],
+    actor: &crate::audit::Actor,
+) -> Result<String, ApiError> {
+    let req = pending(state, challenge).await?;
     let now = state.clock.now();
     let code = random_token();
     let row = CodeRow {
@@ -531,33 +546,31 @@ pub async fn accept(
         redirect_uri: req.redirect_uri.clone(),
         code_challenge: req.code_challenge.clone(),
         consent_id: req.consent_id.clone(),
-        customer_id: customer_id.clone(),
+        customer_id: customer_id.to_owned(),
         scope: req.scope.clone(),
         family_id: format!("fam_{}", uuid::Uuid::now_v7().simple()),
         created_at: now,
         expires_at: now.plus(CODE_TTL),
         used_at: None,
     };
-    let actor = principal.actor(&interaction);
     authorise(
-        &state,
+        state,
         &req.consent_id,
         Authorisation {
-            customer_id: &customer_id,
-            account_ids: &account_ids,
-            actor: &actor,
+            customer_id,
+            account_ids,
+            actor,
             request_id: Some(req.id.clone()),
             code: Some(row),
         },
     )
     .await?;
-    let to = back_to_tpp(
-        &state,
+    Ok(back_to_tpp(
+        state,
         &req.redirect_uri,
         req.state.as_deref(),
         &[("code", &code)],
-    );
-    Ok(Json(json!({ "redirect_to": to })))
+    ))
 }
 
 /// `POST /api/v0/authorization-requests/{challenge}/reject`.
@@ -574,7 +587,25 @@ pub async fn reject(
     })?;
     let reason = f.string("reason", false, &REASON);
     verdict("rejection_post_schema", f.finish())?;
-    let req = pending(&state, &challenge).await?;
+    let to = reject_request(
+        &state,
+        &challenge,
+        reason.as_deref().unwrap_or("rejected_by_customer"),
+        &principal.actor(&interaction),
+    )
+    .await?;
+    Ok(Json(json!({ "redirect_to": to })))
+}
+
+/// Rejects the consent behind `challenge` and answers the TPP redirect carrying
+/// `access_denied`; shared by the bank's UI API and the hosted consent screen.
+pub async fn reject_request(
+    state: &AppState,
+    challenge: &str,
+    reason: &str,
+    actor: &crate::audit::Actor,
+) -> Result<String, ApiError> {
+    let req = pending(state, challenge).await?;
     let consent = state
         .store
         .get_consent(&req.consent_id)
@@ -587,23 +618,22 @@ pub async fn reject(
         });
     }
     end(
-        &state,
+        state,
         &consent,
         ConsentStatus::Rejected,
-        reason.as_deref().unwrap_or("rejected_by_customer"),
+        reason,
         false,
-        &principal.actor(&interaction),
+        actor,
         Some(req.id.clone()),
     )
     .await?;
-    let to = back_to_tpp(
-        &state,
+    Ok(back_to_tpp(
+        state,
         &req.redirect_uri,
         req.state.as_deref(),
         &[
             ("error", "access_denied"),
             ("error_description", "the customer declined the request"),
         ],
-    );
-    Ok(Json(json!({ "redirect_to": to })))
+    ))
 }

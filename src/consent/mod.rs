@@ -164,7 +164,8 @@ pub fn not_found(consent_id: &str) -> ApiError {
     }
 }
 
-fn permissions_of(c: &ConsentRow) -> Vec<&str> {
+/// The permission codes a consent grants, in stored order.
+pub fn permissions_of(c: &ConsentRow) -> Vec<&str> {
     c.permissions.split_whitespace().collect()
 }
 

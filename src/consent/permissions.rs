@@ -65,6 +65,39 @@ pub const PERMISSIONS: [(&str, &str); 21] = [
     ),
 ];
 
+/// The groups a consent screen shows permissions under, in display order: the "data
+/// clusters" of the UK Open Banking consent guidelines, so customers see the same headings at
+/// every bank.
+pub const CLUSTERS: [&str; 7] = [
+    "Your account details",
+    "Your balances",
+    "Your regular payments",
+    "Your account transactions",
+    "Your statements",
+    "Your account features and benefits",
+    "Contact and party details",
+];
+
+/// The data cluster (an entry of [`CLUSTERS`]) a permission belongs to.
+pub fn cluster(code: &str) -> &'static str {
+    let i = match code {
+        "ReadAccountsBasic" | "ReadAccountsDetail" | "ReadPAN" => 0,
+        "ReadBalances" => 1,
+        c if c.starts_with("ReadBeneficiaries")
+            || c.starts_with("ReadStandingOrders")
+            || c.starts_with("ReadScheduledPayments")
+            || c == "ReadDirectDebits" =>
+        {
+            2
+        }
+        c if c.starts_with("ReadTransactions") => 3,
+        c if c.starts_with("ReadStatements") => 4,
+        "ReadProducts" | "ReadOffers" => 5,
+        _ => 6,
+    };
+    CLUSTERS[i]
+}
+
 /// Whether `code` is a permission this server grants.
 pub fn known(code: &str) -> bool {
     PERMISSIONS.iter().any(|(c, _)| *c == code)
@@ -161,5 +194,31 @@ mod tests {
         ])
         .is_empty());
         assert_eq!(PERMISSIONS.len(), 21);
+    }
+
+    #[test]
+    fn every_permission_sits_in_its_guidelines_cluster() {
+        assert_eq!(cluster("ReadAccountsDetail"), "Your account details");
+        assert_eq!(cluster("ReadPAN"), "Your account details");
+        assert_eq!(cluster("ReadBalances"), "Your balances");
+        assert_eq!(cluster("ReadDirectDebits"), "Your regular payments");
+        assert_eq!(cluster("ReadStandingOrdersDetail"), "Your regular payments");
+        assert_eq!(
+            cluster("ReadTransactionsCredits"),
+            "Your account transactions"
+        );
+        assert_eq!(cluster("ReadStatementsBasic"), "Your statements");
+        assert_eq!(cluster("ReadOffers"), "Your account features and benefits");
+        assert_eq!(cluster("ReadPartyPSU"), "Contact and party details");
+        // Every known code lands in a named cluster, and each cluster is used.
+        for (code, _) in PERMISSIONS {
+            assert!(CLUSTERS.contains(&cluster(code)), "{code}");
+        }
+        for c in CLUSTERS {
+            assert!(
+                PERMISSIONS.iter().any(|(code, _)| cluster(code) == c),
+                "{c}"
+            );
+        }
     }
 }

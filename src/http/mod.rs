@@ -49,7 +49,8 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         .merge(crate::consent::ob_routes::routes())
         .merge(crate::consent::bank_routes::routes(state.clone()))
         .merge(crate::gateway::routes(state.clone()))
-        .merge(crate::gateway::bank_routes(state.clone()));
+        .merge(crate::gateway::bank_routes(state.clone()))
+        .merge(crate::pages::routes());
     let (router, list) = routes.into_parts();
 
     let http = &state.config.http;

@@ -94,9 +94,10 @@ struct Claims {
     jti: Option<String>,
 }
 
+/// A JWT's `aud`: one string or a list (RFC 7519 §4.1.3).
 #[derive(Deserialize, Default)]
 #[serde(untagged)]
-enum Audience {
+pub(crate) enum Audience {
     One(String),
     Many(Vec<String>),
     #[default]
@@ -104,13 +105,71 @@ enum Audience {
 }
 
 impl Audience {
-    fn contains_any(&self, wanted: &[String]) -> bool {
+    /// Whether it names any of `wanted`.
+    pub(crate) fn contains_any(&self, wanted: &[String]) -> bool {
         match self {
             Audience::One(a) => wanted.contains(a),
             Audience::Many(list) => list.iter().any(|a| wanted.contains(a)),
             Audience::None => false,
         }
     }
+}
+
+/// Why no candidate key verified a JWT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unverified {
+    /// No key's signature matched.
+    Signature,
+    /// The library refused the algorithm for the key.
+    Algorithm,
+    /// Not a JWT, or claims of the wrong shape.
+    Malformed,
+}
+
+/// The claims of `token` under the first of `keys` whose signature matches. Only the
+/// signature and the claims' shape are checked here: callers judge `exp`, `nbf`, `iat` and
+/// `aud` themselves, on obgate's clock ([`lifetime_ok`]), not the library's.
+pub(crate) fn verified_claims<T: serde::de::DeserializeOwned>(
+    token: &str,
+    alg: Algorithm,
+    keys: &[DecodingKey],
+) -> Result<T, Unverified> {
+    let mut v = Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.required_spec_claims = HashSet::new();
+    for key in keys {
+        match jsonwebtoken::decode::<T>(token, key, &v) {
+            Ok(data) => return Ok(data.claims),
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {}
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidAlgorithm) => {
+                return Err(Unverified::Algorithm)
+            }
+            Err(_) => return Err(Unverified::Malformed),
+        }
+    }
+    Err(Unverified::Signature)
+}
+
+/// A short-lived assertion's times on obgate's clock, with [`LEEWAY`]: `exp` (seconds) is
+/// required, not past and at most `max_lifetime` ahead; `nbf` and `iat` are not in the
+/// future. Answers `exp` in milliseconds, for keeping the `jti` until then.
+pub(crate) fn lifetime_ok(
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    now: Timestamp,
+    max_lifetime: Duration,
+) -> Option<i64> {
+    let leeway = i64::try_from(LEEWAY.as_millis()).unwrap_or(0);
+    let exp = exp?.saturating_mul(1000);
+    let future = |t: Option<i64>| t.is_some_and(|t| t.saturating_mul(1000) > now.millis() + leeway);
+    let bad = exp + leeway <= now.millis()
+        || exp > now.plus(max_lifetime).millis() + leeway
+        || future(nbf)
+        || future(iat);
+    (!bad).then_some(exp)
 }
 
 /// The client id an assertion claims to be from (its `iss`), read without verifying, so the
@@ -164,23 +223,11 @@ pub async fn verify(state: &AppState, client: &ClientRow, assertion: &str) -> Re
     if keys.is_empty() {
         return Err(Refusal::Algorithm);
     }
-    let mut v = Validation::new(header.alg);
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.validate_aud = false;
-    v.required_spec_claims = HashSet::new();
-    let mut claims = None;
-    for key in &keys {
-        match jsonwebtoken::decode::<Claims>(assertion, key, &v) {
-            Ok(data) => {
-                claims = Some(data.claims);
-                break;
-            }
-            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {}
-            Err(_) => return Err(Refusal::Malformed),
-        }
-    }
-    let c = claims.ok_or(Refusal::Signature)?;
+    let c: Claims = verified_claims(assertion, header.alg, &keys).map_err(|e| match e {
+        Unverified::Signature => Refusal::Signature,
+        Unverified::Algorithm => Refusal::Algorithm,
+        Unverified::Malformed => Refusal::Malformed,
+    })?;
     if c.iss != client.client_id || c.sub != client.client_id {
         return Err(Refusal::Subject);
     }
@@ -190,17 +237,7 @@ pub async fn verify(state: &AppState, client: &ClientRow, assertion: &str) -> Re
         return Err(Refusal::Audience);
     }
     let now = state.clock.now();
-    let leeway = LEEWAY.as_millis() as i64;
-    let exp = c.exp.ok_or(Refusal::Lifetime)?.saturating_mul(1000);
-    if exp + leeway <= now.millis()
-        || exp > now.plus(MAX_LIFETIME).millis() + leeway
-        || c.nbf
-            .is_some_and(|t| t.saturating_mul(1000) > now.millis() + leeway)
-        || c.iat
-            .is_some_and(|t| t.saturating_mul(1000) > now.millis() + leeway)
-    {
-        return Err(Refusal::Lifetime);
-    }
+    let exp = lifetime_ok(c.exp, c.nbf, c.iat, now, MAX_LIFETIME).ok_or(Refusal::Lifetime)?;
     let jti = c
         .jti
         .filter(|j| !j.is_empty() && j.len() <= 256)
@@ -210,7 +247,7 @@ pub async fn verify(state: &AppState, client: &ClientRow, assertion: &str) -> Re
         .use_client_assertion(
             &client.client_id,
             &jti,
-            Timestamp::from_millis(exp + leeway),
+            Timestamp::from_millis(exp.saturating_add(LEEWAY.as_millis() as i64)),
             now,
         )
         .await

@@ -137,7 +137,7 @@ fn not_found(id: &str) -> ApiError {
 /// 127.0.0.1/localhost), optional port, a path and query of unreserved characters, no
 /// fragment. Deliberately conservative, and the same pattern as `RedirectUri` in
 /// `openapi/obgate.yaml` (a test holds them equal), so the contract is exactly what is enforced.
-pub const REDIRECT_URI_PATTERN: &str = r"^(https://[a-z]([a-z0-9-]*[a-z0-9])?(\.[a-z]([a-z0-9-]*[a-z0-9])?)*|http://(127\.0\.0\.1|localhost))(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*(\?[A-Za-z0-9._~=&-]*)?$";
+pub const REDIRECT_URI_PATTERN: &str = r"^(https://[a-z]([a-z0-9-]*[a-z0-9])?(\.[a-z]([a-z0-9-]*[a-z0-9])?)*|http://(127\.0\.0\.1|localhost))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?(/[A-Za-z0-9._~-]*)*(\?[A-Za-z0-9._~=&-]*)?$";
 
 fn redirect_uri_shape() -> &'static regex::Regex {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
@@ -552,4 +552,30 @@ pub fn requested_scope(client_scope: &str, requested: Option<&str>) -> Result<St
         return Err(format!("scope {extra:?} is not registered for this client"));
     }
     Ok(asked.join(" "))
+}
+
+#[cfg(test)]
+mod redirect_uri_tests {
+    use super::*;
+
+    #[test]
+    fn any_tcp_port_is_accepted_and_only_tcp_ports() {
+        // Native and local development apps listen on ephemeral (five-digit) ports.
+        for ok in [
+            "http://127.0.0.1:8080/cb",
+            "http://127.0.0.1:54321/callback",
+            "https://tpp.example:65535/cb",
+            "https://tpp.example/cb?x=1",
+        ] {
+            assert_eq!(validate_redirect_uri(ok, Mode::Sandbox), Ok(()), "{ok}");
+        }
+        for bad in [
+            "https://tpp.example:65536/cb",
+            "https://tpp.example:0/cb",
+            "https://tpp.example:123456/cb",
+            "https://tpp.example/cb#frag",
+        ] {
+            assert!(validate_redirect_uri(bad, Mode::Sandbox).is_err(), "{bad}");
+        }
+    }
 }

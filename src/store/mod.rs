@@ -18,6 +18,8 @@ pub mod events;
 pub mod kyc;
 #[macro_use]
 pub mod monitoring;
+#[macro_use]
+pub mod pages;
 pub mod postgres;
 pub mod sqlite;
 
@@ -174,6 +176,7 @@ pub trait Store:
     + events::EventStore
     + consents::ConsentStore
     + monitoring::MonitoringStore
+    + pages::PageStore
     + Send
     + Sync
     + fmt::Debug

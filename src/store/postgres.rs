@@ -140,3 +140,4 @@ kyc_store_impl!(PostgresStore, Postgres);
 event_store_impl!(PostgresStore, Postgres);
 consent_store_impl!(PostgresStore, Postgres);
 monitoring_store_impl!(PostgresStore, Postgres);
+page_store_impl!(PostgresStore, Postgres);

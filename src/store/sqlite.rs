@@ -115,3 +115,4 @@ kyc_store_impl!(SqliteStore, Sqlite);
 event_store_impl!(SqliteStore, Sqlite);
 consent_store_impl!(SqliteStore, Sqlite);
 monitoring_store_impl!(SqliteStore, Sqlite);
+page_store_impl!(SqliteStore, Sqlite);

@@ -22,8 +22,8 @@ use crate::kyc::{create_customer, passed_customer, FAST};
 use crate::oauth::{form, register};
 use crate::ob_spec;
 
-const CONSENTS: &str = "/open-banking/v3.1/aisp/account-access-consents";
-const REDIRECT: &str = "https://tpp.example/cb";
+pub const CONSENTS: &str = "/open-banking/v3.1/aisp/account-access-consents";
+pub const REDIRECT: &str = "https://tpp.example/cb";
 
 /// A TPP registered for the redirect flow: (client_id, client_secret).
 pub async fn tpp(app: &TestApp, name: &str) -> (String, String) {
@@ -44,7 +44,7 @@ fn first_account(customer: &str) -> String {
 }
 
 /// A client_credentials token.
-async fn cc_token(app: &TestApp, id: &str, secret: &str) -> String {
+pub async fn cc_token(app: &TestApp, id: &str, secret: &str) -> String {
     let r = form(
         app,
         "/oauth2/token",
@@ -57,7 +57,13 @@ async fn cc_token(app: &TestApp, id: &str, secret: &str) -> String {
 }
 
 /// Sends an OB request and checks request and response against the official file too.
-async fn ob(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> Resp {
+pub async fn ob(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Resp {
     let mut rb = app.request(method.clone(), path).bearer_auth(token).header(
         "x-fapi-interaction-id",
         "93bac548-d2de-4546-b106-880a5018460d",
@@ -82,7 +88,7 @@ const READ: &[&str] = &[
     "ReadTransactionsDebits",
 ];
 
-async fn create_consent(app: &TestApp, token: &str) -> String {
+pub async fn create_consent(app: &TestApp, token: &str) -> String {
     let body = consent_body(READ);
     ob_spec::check_request("POST", CONSENTS, &body);
     let r = ob(app, Method::POST, CONSENTS, token, Some(&body)).await;
@@ -100,7 +106,7 @@ fn claims(token: &str) -> Value {
     .unwrap()
 }
 
-fn query(url: &str) -> std::collections::HashMap<String, String> {
+pub fn query(url: &str) -> std::collections::HashMap<String, String> {
     url::Url::parse(url)
         .unwrap()
         .query_pairs()
@@ -150,7 +156,7 @@ fn app_ui(_app: &TestApp) -> String {
     "http://127.0.0.1:0/consent".to_owned()
 }
 
-fn oauth_client(
+pub fn oauth_client(
     app: &TestApp,
     id: &str,
     secret: &str,
@@ -168,7 +174,7 @@ fn oauth_client(
         .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap())
 }
 
-fn http() -> oauth2::reqwest::Client {
+pub fn http() -> oauth2::reqwest::Client {
     oauth2::reqwest::Client::builder()
         .redirect(oauth2::reqwest::redirect::Policy::none())
         .build()

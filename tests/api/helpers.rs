@@ -127,6 +127,22 @@ impl Drop for TestDb {
     }
 }
 
+/// A production deployment's minimum: https public URL, the bank's upstream, and real keys
+/// (32 bytes of 0x05, base64) for PII and signing keys.
+pub const PRODUCTION: &[(&str, &str)] = &[
+    ("OBGATE_MODE", "production"),
+    ("OBGATE_PUBLIC_URL", "https://bank.example"),
+    ("OBGATE_UPSTREAM_URL", "https://core.bank.example"),
+    (
+        "OBGATE_PII_KEY",
+        "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=",
+    ),
+    (
+        "OBGATE_OAUTH_KEY_ENCRYPTION_KEY",
+        "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=",
+    ),
+];
+
 /// Config for a test app: `env` overrides on top of a random port and the test database.
 pub fn config(db: &TestDb, env: &[(&str, &str)]) -> Config {
     let mut vars: Vec<(String, String)> = vec![
@@ -191,6 +207,32 @@ pub async fn spawn_on(db: TestDb, config: Config) -> TestApp {
 
 /// An app whose clock the test controls.
 pub async fn spawn_with_clock(db: TestDb, config: Config, clock: Arc<dyn Clock>) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    start(db, config, clock, listener).await
+}
+
+/// An app whose `public_url` is its real address, for a browser that follows the redirects
+/// and links it builds; `env` is applied on top.
+pub async fn spawn_public(env: &[(&str, &str)], clock: Arc<dyn Clock>) -> TestApp {
+    let db = TestDb::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let public = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut all = vec![("OBGATE_PUBLIC_URL", public.as_str())];
+    all.extend_from_slice(env);
+    let config = config(&db, &all);
+    start(db, config, clock, listener).await
+}
+
+async fn start(
+    db: TestDb,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    listener: tokio::net::TcpListener,
+) -> TestApp {
     let migrated = config.migrate_on_start;
     let app = App::build_with_clock(config, clock.clone())
         .await
@@ -210,9 +252,6 @@ pub async fn spawn_with_clock(db: TestDb, config: Config, clock: Arc<dyn Clock>)
     } else {
         (String::new(), String::new())
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async move {

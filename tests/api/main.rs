@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit;
+mod browser;
 mod cli;
 mod consents;
 mod contract;
@@ -20,6 +21,7 @@ mod kyc_http;
 mod monitoring;
 mod oauth;
 mod ob_spec;
+mod pages;
 mod pii;
 mod private_key_jwt;
 mod spec;

@@ -725,20 +725,7 @@ async fn client_registration_rules_and_management() {
 #[tokio::test]
 async fn production_requires_https_redirect_uris() {
     let db = TestDb::new().await;
-    let kek = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode([5u8; 32])
-    };
-    let cfg = config(
-        &db,
-        &[
-            ("OBGATE_MODE", "production"),
-            ("OBGATE_PUBLIC_URL", "https://bank.example"),
-            ("OBGATE_UPSTREAM_URL", "https://core.bank.example"),
-            ("OBGATE_PII_KEY", &kek),
-            ("OBGATE_OAUTH_KEY_ENCRYPTION_KEY", &kek),
-        ],
-    );
+    let cfg = config(&db, crate::helpers::PRODUCTION);
     let app = crate::helpers::spawn_on(db, cfg).await;
     let r = app
         .send(

@@ -168,6 +168,52 @@ async fn store_story() {
         rec.hash
     );
 
+    // Page sessions: started with their audit row, found by id hash, ended once; expired ones
+    // are swept when the next session starts.
+    use obgate::store::pages::PageSessionRow;
+    let session = |id: &str, from: i64, to: i64| PageSessionRow {
+        id_hash: id.into(),
+        customer_id: "cus_story".into(),
+        csrf_token: format!("csrf-{id}"),
+        created_at: Timestamp::from_millis(from),
+        expires_at: Timestamp::from_millis(to),
+    };
+    let sign_in = |at: i64| {
+        AuditEvent::new(
+            Timestamp::from_millis(at),
+            ActorType::Customer,
+            "cus_story",
+            "pages.sign_in",
+        )
+    };
+    store
+        .start_page_session(&session("h1", 1_000, 2_000), &sign_in(1_000))
+        .await
+        .unwrap();
+    let got = store.get_page_session("h1").await.unwrap().unwrap();
+    assert_eq!(
+        (got.customer_id.as_str(), got.csrf_token.as_str()),
+        ("cus_story", "csrf-h1")
+    );
+    assert_eq!(got.expires_at, Timestamp::from_millis(2_000));
+    store
+        .start_page_session(&session("h2", 3_000, 9_000), &sign_in(3_000))
+        .await
+        .unwrap();
+    assert!(
+        store.get_page_session("h1").await.unwrap().is_none(),
+        "expired, swept"
+    );
+    assert!(store.get_page_session("h2").await.unwrap().is_some());
+    assert!(store.end_page_session("h2").await.unwrap());
+    assert!(!store.end_page_session("h2").await.unwrap(), "ended once");
+    assert_eq!(
+        store.audit_head().await.unwrap().seq,
+        6,
+        "each sign-in audited"
+    );
+    chain::verify(store.as_ref()).await.unwrap();
+
     store.close().await;
     assert!(store.ping().await.is_err(), "a closed store refuses work");
 }
