@@ -421,6 +421,22 @@ async fn the_session_ends_at_its_lifetime_and_on_sign_out() {
         "the old cookie no longer works"
     );
     assert_eq!(app.audit("action=pages.sign_out").await.len(), 1);
+
+    // A consent past its ExpirationDateTime leaves "With access now" for "Ended".
+    let (id, secret) = tpp(&app, "Acme Budgeting").await;
+    crate::consents::authorized(&app, &id, &secret, &customer).await;
+    let cookie = sign_in(&app, &bank, &customer).await;
+    let html = page(&app, "/dashboard", &cookie).await.text();
+    let (now_part, _) = html.split_once("id=\"ended-title\"").unwrap();
+    assert!(now_part.contains("Acme Budgeting"));
+    clock.advance(Duration::from_secs(80 * 365 * 86_400)); // past 1 January 2099
+    let cookie = sign_in(&app, &bank, &customer).await;
+    let html = page(&app, "/dashboard", &cookie).await.text();
+    let (now_part, ended_part) = html.split_once("id=\"ended-title\"").unwrap();
+    assert!(now_part.contains("No app can see your accounts."));
+    assert!(
+        ended_part.contains("Acme Budgeting") && ended_part.contains("Expired on 1 January 2099")
+    );
 }
 
 #[tokio::test]
@@ -728,12 +744,31 @@ async fn the_banks_keys_can_come_from_its_jwk_set_url_and_rotate() {
 #[tokio::test]
 async fn the_sandbox_lists_demo_customers_behind_a_form_token_and_production_uses_the_banks_login()
 {
-    let app = spawn_with(FAST).await;
+    let app = spawn_with(
+        &[
+            FAST,
+            &[
+                ("OBGATE_PAGES_BANK_NAME", "Example Bank"),
+                ("OBGATE_PAGES_LOGO_URL", "https://cdn.bank.example/logo.svg"),
+                ("OBGATE_PAGES_PRIMARY_COLOR", "#0B5D3B"),
+            ],
+        ]
+        .concat(),
+    )
+    .await;
     let customer = create_customer(&app, "Jane").await;
     let r = app.get("/login?return_to=%2Fdashboard").await;
     assert_eq!(r.status, 200);
     assert_locked_down(&r);
     let html = r.text();
+    // The bank's branding: its name, its logo (and only the logo's origin may serve images).
+    assert!(html.contains("<title>Sign in · Example Bank</title>"));
+    assert!(html.contains(r#"<img src="https://cdn.bank.example/logo.svg" alt="Example Bank""#));
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("img-src 'self' https://cdn.bank.example;"),
+        "{csp}"
+    );
     assert!(html.contains(&customer) && html.contains("Jane Doe"));
     let login_cookie = cookie_pair(set_cookie(&r, "__Host-obgate-login").unwrap());
     let token = csrf_of(&html);
@@ -769,7 +804,7 @@ async fn the_sandbox_lists_demo_customers_behind_a_form_token_and_production_use
     assert!(set_cookie(&r, SESSION).is_some());
     // The stylesheet and the bank's colour are served from obgate itself.
     let r = app.get("/pages/assets/theme.css").await;
-    assert!(r.text().contains("--primary: #1d4ed8"));
+    assert!(r.text().contains("--primary: #0b5d3b"));
 
     // Production: no demo sign-in; the customer goes to the bank's login and comes back.
     let db = TestDb::new().await;
