@@ -132,7 +132,7 @@ impl App {
         let bank_keys = Arc::new(pages::assertion::BankKeys::new(
             config.pages.assertion_keys.clone(),
         ));
-        let state = AppState {
+        let state = AppState::new(state::Parts {
             decisions,
             config: Arc::new(config),
             store,
@@ -145,7 +145,7 @@ impl App {
             metrics,
             keys,
             bank_keys,
-        };
+        });
         let (router, routes) = http::router(state.clone());
         Ok(Self {
             state,
