@@ -2,7 +2,7 @@
 //!
 //! Argon2 is deliberately expensive (OWASP parameters: 19 MiB, 2 passes, 1 lane), so it never
 //! runs on the async runtime: each hash or verification goes to `spawn_blocking`, behind a
-//! semaphore sized to the machine's cores so a burst of token requests cannot starve the
+//! semaphore of one permit per core but one, so a burst of token requests cannot starve the
 //! gateway's other work. An unknown client id is verified against a dummy hash of the same
 //! cost, so timing does not tell which client ids exist.
 //!
@@ -55,11 +55,13 @@ pub struct SecretHasher {
 }
 
 impl SecretHasher {
-    /// A hasher allowing one argon2 computation per core at a time.
+    /// A hasher allowing one argon2 computation per core at a time, but one core fewer than
+    /// the machine has (at least one): a flood of secrets to check must leave a core to the
+    /// requests that need no argon2 (`/healthz`, the gateway, cached secrets).
     pub fn new(metrics: Arc<Metrics>) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            permits: Arc::new(Semaphore::new(cores)),
+            permits: Arc::new(Semaphore::new(cores.saturating_sub(1).max(1))),
             memory: Arc::default(),
             dummy: DUMMY_PHC.to_owned(),
             metrics,
