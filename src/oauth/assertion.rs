@@ -175,12 +175,18 @@ pub(crate) fn lifetime_ok(
 /// The client id an assertion claims to be from (its `iss`), read without verifying, so the
 /// client's keys can be looked up.
 pub fn claimed_client(assertion: &str) -> Option<String> {
-    let payload = assertion.split('.').nth(1)?;
+    unverified_member(assertion, 1, "iss")
+}
+
+/// A string member of a compact JWT's header (`segment` 0) or payload (1), read without
+/// verifying anything: only to pick keys, or to refuse before verifying.
+pub(crate) fn unverified_member(token: &str, segment: usize, name: &str) -> Option<String> {
+    let part = token.split('.').nth(segment)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
+        .decode(part)
         .ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("iss")?.as_str().map(str::to_owned)
+    v.get(name)?.as_str().map(str::to_owned)
 }
 
 /// The registered keys usable for `alg`, the ones with the header's `kid` first.

@@ -18,7 +18,9 @@ use tokio::sync::RwLock;
 
 use crate::clock::Timestamp;
 use crate::config::AssertionKeys;
-use crate::oauth::assertion::{lifetime_ok, verified_claims, Audience, Unverified, LEEWAY};
+use crate::oauth::assertion::{
+    lifetime_ok, unverified_member, verified_claims, Audience, Unverified, LEEWAY,
+};
 use crate::state::AppState;
 
 /// The longest an assertion may live: it only carries the customer from the bank's login.
@@ -96,19 +98,23 @@ struct Claims {
 #[derive(Debug)]
 pub struct BankKeys {
     source: AssertionKeys,
-    http: reqwest::Client,
+    http: Option<reqwest::Client>,
     cached: RwLock<Option<(Timestamp, JwkSet)>>,
 }
 
 impl BankKeys {
     /// Keys from configuration; nothing is fetched until the first assertion.
     pub fn new(source: AssertionKeys) -> Self {
-        Self {
-            source,
-            http: reqwest::Client::builder()
+        // Only a JWK set URL needs a client; most deployments build none at start.
+        let http = matches!(source, AssertionKeys::Jwks(_)).then(|| {
+            reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
-                .unwrap_or_default(),
+                .unwrap_or_default()
+        });
+        Self {
+            source,
+            http,
             cached: RwLock::new(None),
         }
     }
@@ -119,7 +125,8 @@ impl BankKeys {
     }
 
     async fn fetch(&self, url: &url::Url) -> Result<JwkSet, Refusal> {
-        let res = self.http.get(url.as_str()).send().await.map_err(|e| {
+        let http = self.http.as_ref().ok_or(Refusal::KeysUnavailable)?;
+        let res = http.get(url.as_str()).send().await.map_err(|e| {
             tracing::warn!(error = %e, "cannot fetch the bank's assertion keys");
             Refusal::KeysUnavailable
         })?;
@@ -180,17 +187,6 @@ impl BankKeys {
 /// The signature algorithms a bank may use: asymmetric only.
 const ALGORITHMS: [&str; 3] = ["ES256", "PS256", "RS256"];
 
-/// The `alg` of a compact JWS, read without trusting anything else in it.
-fn header_alg(token: &str) -> Option<String> {
-    use base64::Engine;
-    let (header, _) = token.split_once('.')?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("alg")?.as_str().map(str::to_owned)
-}
-
 /// Verifies a bank assertion and consumes its `jti`; answers the customer id it signs in.
 pub async fn verify(state: &AppState, token: &str) -> Result<String, Refusal> {
     let keys = &state.bank_keys;
@@ -199,7 +195,7 @@ pub async fn verify(state: &AppState, token: &str) -> Result<String, Refusal> {
     }
     // The algorithm is judged before anything else, so `none` and the HMAC family are
     // refused as what they are, whatever the library makes of them.
-    match header_alg(token) {
+    match unverified_member(token, 0, "alg") {
         None => return Err(Refusal::Malformed),
         Some(alg) if !ALGORITHMS.contains(&alg.as_str()) => return Err(Refusal::Algorithm),
         Some(_) => {}

@@ -10,8 +10,7 @@ use serde_json::Value;
 
 use super::form::Form;
 use super::render::{message, origin, page, see_other};
-use super::session::{self, Session};
-use super::signin::login_for;
+use super::session::Session;
 use super::views::{AccountChoice, Brand, ConsentScreen, KycProblem, Nav, PermissionGroup};
 use crate::consent::flow::{self, ACCOUNT_ID};
 use crate::consent::permissions;
@@ -71,10 +70,9 @@ pub async fn show(
     let Some(challenge) = challenge.filter(|c| valid_challenge(c)) else {
         return bad_link(&state);
     };
-    let s = match session::current(&state, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return see_other(&login_for(&here(&challenge)), Vec::new()),
-        Err(e) => return super::failed(&state, e),
+    let s = match super::signed_in(&state, &headers, &here(&challenge)).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     screen(
         &state,
@@ -351,10 +349,9 @@ pub async fn decide(
             Some("Go back, reload the page and try again."),
         );
     }
-    let s = match session::current(&state, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return see_other(&login_for(&here(challenge)), Vec::new()),
-        Err(e) => return super::failed(&state, e),
+    let s = match super::signed_in(&state, &headers, &here(challenge)).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     if !s.csrf_ok(form.one("csrf_token")) {
         return super::expired_form(&state, Some(s));

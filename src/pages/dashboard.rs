@@ -12,8 +12,7 @@ use axum::response::Response;
 use super::consent_screen::long_date;
 use super::form::Form;
 use super::render::{message, page, see_other};
-use super::session::{self, Session};
-use super::signin::login_for;
+use super::session::Session;
 use super::views::{Brand, ConsentCard, Dashboard, Nav, RevokeConfirm};
 use crate::consent::{permissions, ConsentStatus};
 use crate::error::ApiError;
@@ -145,10 +144,9 @@ pub async fn show(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let s = match session::current(&state, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return see_other(&login_for("/dashboard"), Vec::new()),
-        Err(e) => return super::failed(&state, e),
+    let s = match super::signed_in(&state, &headers, "/dashboard").await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     match dashboard(&state, &s, raw.as_deref(), &interaction.0).await {
         Ok(r) => r,
@@ -230,10 +228,9 @@ pub async fn confirm_revoke(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let s = match session::current(&state, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return see_other(&login_for("/dashboard"), Vec::new()),
-        Err(e) => return super::failed(&state, e),
+    let s = match super::signed_in(&state, &headers, "/dashboard").await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     let c = match own_active(&state, &s, &id).await {
         Ok(Some(c)) => c,
@@ -274,10 +271,9 @@ pub async fn revoke(
     if form.one("csrf_token").is_none_or(str::is_empty) {
         return super::expired_form(&state, None);
     }
-    let s = match session::current(&state, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return see_other(&login_for("/dashboard"), Vec::new()),
-        Err(e) => return super::failed(&state, e),
+    let s = match super::signed_in(&state, &headers, "/dashboard").await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     if !s.csrf_ok(form.one("csrf_token")) {
         return super::expired_form(&state, Some(s));

@@ -82,6 +82,20 @@ async fn theme(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// The signed-in customer, or the response that sends the browser to sign in and then back
+/// to `return_to` (or shows the failure).
+async fn signed_in(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    return_to: &str,
+) -> Result<session::Session, axum::response::Response> {
+    match session::current(state, headers).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(render::see_other(&signin::login_for(return_to), Vec::new())),
+        Err(e) => Err(failed(state, e)),
+    }
+}
+
 /// A page for an unexpected failure: the status it deserves and, for a 5xx, only the error
 /// id (the detail is in the log under it).
 fn failed(state: &AppState, e: crate::error::ApiError) -> axum::response::Response {
