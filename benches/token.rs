@@ -46,6 +46,8 @@ async fn run(label: &'static str, cache_ttl: &str) -> Outcome {
             cache_ttl.to_owned(),
         ),
         ("OBGATE_LOG_LEVEL".to_owned(), "error".to_owned()),
+        // One client asking as fast as it can is the load being measured.
+        ("OBGATE_RATE_LIMIT_TOKEN".to_owned(), "off".to_owned()),
     ];
     let config = Config::load(None, env).expect("config");
     let app = App::build(config).await.expect("app");

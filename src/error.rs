@@ -184,6 +184,16 @@ pub enum ApiError {
         /// What content type to send.
         message: String,
     },
+    /// 429: a rate limit or a lockout; retry after `retry_after`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// `rate_limited` or `temporarily_locked`.
+        code: &'static str,
+        /// Which limit, and what to do.
+        message: String,
+        /// Sent as `Retry-After` (whole seconds, rounded up).
+        retry_after: std::time::Duration,
+    },
     /// 408: the request took longer than the configured timeout.
     #[error("request timed out")]
     Timeout,
@@ -240,6 +250,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -253,7 +264,8 @@ impl ApiError {
             ApiError::Validation { code, .. }
             | ApiError::BadRequest { code, .. }
             | ApiError::Forbidden { code, .. }
-            | ApiError::Conflict { code, .. } => code,
+            | ApiError::Conflict { code, .. }
+            | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::OAuth { error, .. } => error,
             ApiError::OpenBanking { errors, .. } => errors
@@ -293,6 +305,7 @@ impl ApiError {
             | ApiError::Forbidden { message, .. }
             | ApiError::NotFound { message }
             | ApiError::Conflict { message, .. }
+            | ApiError::TooManyRequests { message, .. }
             | ApiError::UnsupportedMediaType { message } => message.clone(),
             ApiError::MethodNotAllowed => {
                 "this route does not accept that method; see the Allow header".into()
@@ -351,6 +364,18 @@ impl ApiError {
                 HeaderValue::from_static(challenge),
             );
         }
+        let retry_after = match self {
+            ApiError::TooManyRequests { retry_after, .. } => {
+                let ms = retry_after.as_millis();
+                Some(u64::try_from(ms.div_ceil(1000)).unwrap_or(u64::MAX).max(1))
+            }
+            ApiError::Unavailable { .. } => Some(UNAVAILABLE_RETRY_AFTER),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res
     }
 
@@ -364,6 +389,7 @@ impl ApiError {
         let error = match self.status().as_u16() {
             401 => "invalid_client",
             403 => "access_denied",
+            429 => self.code(),
             503 => "temporarily_unavailable",
             500..=599 => "server_error",
             _ => "invalid_request",
@@ -489,6 +515,10 @@ impl ApiError {
         }
     }
 }
+
+/// Seconds a client is told to wait when the database is away: long enough not to hammer a
+/// recovering database, short enough that a retry lands soon after it is back.
+const UNAVAILABLE_RETRY_AFTER: u64 = 2;
 
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

@@ -17,6 +17,7 @@
 //! | [`oauth`] | the authorization server: signing keys, access tokens |
 //! | [`gateway`] | the tower layers guarding account data, the permission map, the proxy |
 //! | [`sandbox_bank`] | the built-in demo account API the gateway uses in sandbox mode |
+//! | [`limits`] | per-client rate limits and the client-authentication lockout, shared through Redis |
 //! | [`consent`] | UK OB account-access consents, the authorization flow, the KYC gate |
 //! | [`pages`] | the customer's hosted consent screen and access dashboard (HTML, sign-in by bank assertion) |
 //! | [`kyc`] | customers, Bond's KYC API, KBA, documents, reviews, identity providers, PII |
@@ -54,6 +55,7 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod kyc;
+pub mod limits;
 pub mod metrics;
 pub mod monitoring;
 pub mod oauth;
@@ -85,6 +87,9 @@ pub enum StartError {
     /// Signing keys could not be created or loaded.
     #[error(transparent)]
     Keys(#[from] oauth::keys::KeyError),
+    /// `redis.url` is set but Redis cannot be reached.
+    #[error(transparent)]
+    Redis(#[from] limits::shared::ConnectError),
 }
 
 /// A built application: state, router and the list of routes it serves.
@@ -132,8 +137,25 @@ impl App {
         let bank_keys = Arc::new(pages::assertion::BankKeys::new(
             config.pages.assertion_keys.clone(),
         ));
+        let shared = match &config.limits.redis_url {
+            Some(url) => Some(
+                limits::SharedRedis::connect(
+                    url.expose(),
+                    &config.limits.redis_key_prefix,
+                    metrics.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let limits = Arc::new(limits::Limits {
+            rates: limits::RateLimits::new(config.limits.rates.clone(), shared.clone()),
+            lockout: limits::Lockout::new(config.oauth.lockout, shared.clone()),
+            shared,
+        });
         let state = AppState::new(state::Parts {
             decisions,
+            limits,
             config: Arc::new(config),
             store,
             clock,
@@ -184,7 +206,16 @@ impl App {
             tokio::spawn(events::dispatcher::run(self.state.clone(), stopped.clone())),
             tokio::spawn({
                 let state = self.state.clone();
+                let stopped = stopped.clone();
                 async move { state.follow_changes(stopped).await }
+            }),
+            tokio::spawn({
+                let shared = self.state.limits.shared.clone();
+                async move {
+                    if let Some(shared) = shared {
+                        shared.supervise(stopped).await;
+                    }
+                }
             }),
         ];
         if let Some(addr) = self.state.config.sandbox_bank_listen {

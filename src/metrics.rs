@@ -59,6 +59,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     argon2: Counter,
+    redis_errors: Counter,
     decisions: Family<DecisionLabels, Counter>,
     decision_latency: Histogram,
     upstream_latency: Histogram,
@@ -95,6 +96,12 @@ impl Metrics {
             "argon2_verifications",
             "Client secrets verified with argon2 (cache misses of client authentication)",
             argon2.clone(),
+        );
+        let redis_errors = Counter::default();
+        registry.register(
+            "redis_errors",
+            "Failed calls to the Redis that shares limits between nodes (limits fell back to this node's own)",
+            redis_errors.clone(),
         );
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
@@ -135,6 +142,7 @@ impl Metrics {
             requests,
             latency,
             argon2,
+            redis_errors,
             decisions,
             decision_latency,
             upstream_latency,
@@ -161,6 +169,11 @@ impl Metrics {
     /// Counts one argon2 verification.
     pub fn argon2_verification(&self) {
         self.argon2.inc();
+    }
+
+    /// Counts one failed Redis call.
+    pub fn redis_error(&self) {
+        self.redis_errors.inc();
     }
 
     /// Records one gateway decision and how long it took.

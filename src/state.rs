@@ -105,6 +105,8 @@ pub struct Parts {
     pub decisions: Arc<crate::gateway::cache::DecisionCache>,
     /// The gateway's proxy to the bank's account API.
     pub gateway: Arc<crate::gateway::proxy::Proxy>,
+    /// Rate limits and the authentication lockout.
+    pub limits: Arc<crate::limits::Limits>,
     /// The keys that verify the bank's customer assertions (hosted pages' sign-in).
     pub bank_keys: Arc<crate::pages::assertion::BankKeys>,
 }

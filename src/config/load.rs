@@ -12,8 +12,8 @@ use url::Url;
 use super::keys::{KeySpec, KEYS};
 use super::{
     Config, ConsentConfig, DatabaseUrl, EncryptionKey, GatewayConfig, HttpConfig, KycConfig,
-    LogFormat, Mode, MonitoringConfig, OAuthConfig, ProviderConfig, Secret, SigningAlg,
-    UpstreamConfig, WebhookConfig,
+    LimitsConfig, LogFormat, Mode, MonitoringConfig, OAuthConfig, ProviderConfig, Secret,
+    SigningAlg, UpstreamConfig, WebhookConfig,
 };
 
 /// Where a configuration value came from; error messages and `obgate config` name it.
@@ -541,6 +541,46 @@ pub(super) fn load(
                 .map_err(|_| format!("\"{v}\" is not a socket address like 127.0.0.1:8081"))
         })
     };
+    let client_ip_header = layers.parse("http.client_ip_header", |v| {
+        axum::http::HeaderName::try_from(v.trim())
+            .map_err(|_| format!("\"{v}\" is not an HTTP header name"))
+    });
+    let lockout_after = layers.parse("oauth.lockout_after", |v| {
+        whole(v, 0, 10_000).map(|n| u32::try_from(n).unwrap_or(10_000))
+    });
+    let lockout_window = layers.parse("oauth.lockout_window", |v| {
+        parse_duration(v, Duration::from_secs(1), Duration::from_secs(24 * 3600))
+    });
+    let rate_token = layers.parse("rate_limit.token", crate::limits::Rate::parse);
+    let rate_gateway = layers.parse("rate_limit.gateway", crate::limits::Rate::parse);
+    let rate_clients = match layers.get("rate_limit.clients") {
+        None => Some(Default::default()),
+        Some(_) => layers.parse(
+            "rate_limit.clients",
+            crate::limits::RateConfig::parse_clients,
+        ),
+    };
+    let redis_url = match layers.get("redis.url") {
+        None => None,
+        Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(Secret::new(v)),
+        Some(_) => {
+            layers.fail("redis.url", "expected a redis:// or rediss:// URL");
+            None
+        }
+    };
+    let redis_key_prefix = layers.parse("redis.key_prefix", |v| {
+        let ok = !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if ok {
+            Ok(v.to_owned())
+        } else {
+            Err(format!(
+                "\"{v}\" must be 1 to 64 letters, digits, - _ . or :"
+            ))
+        }
+    });
     let workers_poll_interval = layers.parse("workers.poll_interval", |v| {
         parse_duration(v, Duration::from_millis(10), Duration::from_secs(600))
     });
@@ -592,6 +632,10 @@ pub(super) fn load(
                 request_timeout: request_timeout?,
                 body_limit: body_limit?,
                 shutdown_grace: shutdown_grace?,
+                client_ip_header: match layers.get("http.client_ip_header") {
+                    None => None,
+                    Some(_) => Some(client_ip_header?),
+                },
             },
             pii_key: pii_key?,
             oauth: OAuthConfig {
@@ -605,6 +649,10 @@ pub(super) fn load(
                 refresh_token_ttl: refresh_token_ttl?,
                 require_par: require_par?,
                 request_uri_ttl: request_uri_ttl?,
+                lockout: crate::limits::LockoutConfig {
+                    after: lockout_after?,
+                    window: lockout_window?,
+                },
             },
             consents: ConsentConfig {
                 ui_url: ui_url?,
@@ -636,6 +684,15 @@ pub(super) fn load(
             webhooks: WebhookConfig {
                 retry_schedule: retry_schedule?,
                 timeout: webhook_timeout?,
+            },
+            limits: LimitsConfig {
+                rates: crate::limits::RateConfig {
+                    token: rate_token?,
+                    gateway: rate_gateway?,
+                    clients: rate_clients?,
+                },
+                redis_url,
+                redis_key_prefix: redis_key_prefix?,
             },
             workers_poll_interval: workers_poll_interval?,
             sandbox_bank_listen,

@@ -176,6 +176,8 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
+    /// Header carrying the caller's address behind a load balancer.
+    pub client_ip_header: Option<axum::http::HeaderName>,
 }
 
 /// Algorithm of JWT signing keys (RFC 9068 tokens; never HS*, never `none`).
@@ -229,6 +231,19 @@ pub struct OAuthConfig {
     pub require_par: bool,
     /// PAR `request_uri` lifetime.
     pub request_uri_ttl: Duration,
+    /// Brute-force lockout of client authentication.
+    pub lockout: crate::limits::LockoutConfig,
+}
+
+/// Per-client limits, and where they are kept.
+#[derive(Clone, Debug)]
+pub struct LimitsConfig {
+    /// Rates per scope and per client.
+    pub rates: crate::limits::RateConfig,
+    /// Redis URL (may hold a password) when limits are shared between nodes.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key.
+    pub redis_key_prefix: String,
 }
 
 /// The bank's account API behind the gateway.
@@ -419,6 +434,8 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
+    /// Rate limits and their Redis.
+    pub limits: LimitsConfig,
     /// How often background workers look for due work.
     pub workers_poll_interval: Duration,
     /// Where the sandbox bank is also served over HTTP (sandbox mode only).

@@ -197,11 +197,12 @@ fn registered(client: &ClientRow, redirect_uri: &str) -> bool {
 pub async fn par(
     State(state): State<AppState>,
     interaction: InteractionId,
+    addr: crate::limits::ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = parse_form(&headers, &body)?;
-    let auth = authenticate(&state, &headers, &params, Some(&interaction.0)).await?;
+    let auth = authenticate(&state, &headers, &params, addr.0, Some(&interaction.0)).await?;
     let client = auth.client;
     let oauth_err = |error: &'static str, description: String| ApiError::OAuth {
         status: StatusCode::BAD_REQUEST,

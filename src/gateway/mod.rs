@@ -2,7 +2,7 @@
 //! reaches the bank.
 //!
 //! ```text
-//! canonical path (global, before routing) ─ AuthenticateLayer ─ AuthorizeLayer ─ proxy
+//! canonical path (global, before routing) ─ AuthenticateLayer ─ rate limit ─ AuthorizeLayer ─ proxy
 //! ```
 //!
 //! Both layers decide from [`cache`]: verified tokens, consents and KYC statuses in memory,
@@ -47,6 +47,7 @@ pub mod cache;
 pub mod filter;
 pub mod path;
 pub mod proxy;
+pub mod rate_limit;
 pub mod route_map;
 
 pub use authenticate::{AuthenticateLayer, Principal};
@@ -57,7 +58,8 @@ use tower::ServiceBuilder;
 use crate::http::Routes;
 use crate::state::AppState;
 
-/// Every route of the permission map, behind the two layers, ending in the proxy.
+/// Every route of the permission map, behind the two layers and the per-client rate limit
+/// between them, ending in the proxy.
 pub fn routes(state: AppState) -> Routes<AppState> {
     let mut routes = Routes::new();
     for r in route_map::ROUTES.iter() {
@@ -69,6 +71,10 @@ pub fn routes(state: AppState) -> Routes<AppState> {
     routes.route_layer(
         ServiceBuilder::new()
             .layer(AuthenticateLayer::new(state.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                rate_limit::limit,
+            ))
             .layer(AuthorizeLayer::new(state)),
     )
 }

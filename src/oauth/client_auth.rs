@@ -14,6 +14,7 @@
 //! Every failure is audited with its reason (never the secret).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use axum::http::header::AUTHORIZATION;
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::audit::{ActorType, AuditEvent, Outcome};
 use crate::clock::Timestamp;
 use crate::error::ApiError;
+use crate::limits::Subject;
 use crate::state::AppState;
 use crate::store::ClientRow;
 
@@ -83,6 +85,16 @@ enum Presented {
     Basic { id: String, secret: String },
     Post { id: String, secret: String },
     Jwt { id: String, assertion: String },
+}
+
+impl Presented {
+    fn id(&self) -> &str {
+        match self {
+            Presented::Basic { id, .. }
+            | Presented::Post { id, .. }
+            | Presented::Jwt { id, .. } => id,
+        }
+    }
 }
 
 fn invalid_request(description: impl Into<String>) -> ApiError {
@@ -178,10 +190,15 @@ pub fn invalid_client(basic: bool, description: &str) -> ApiError {
 }
 
 /// Authenticates the client of a request, or explains (and audits) why not.
+///
+/// `addr` is where the request came from ([`crate::limits::ClientAddr`]): failures count
+/// against it and against the presented client id, and either, once locked, is refused with
+/// `429` before any secret is checked (see [`crate::limits::lockout`]).
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
+    addr: Option<IpAddr>,
     interaction: Option<&str>,
 ) -> Result<Authenticated, ApiError> {
     let presented = match presented(headers, params) {
@@ -191,6 +208,64 @@ pub async fn authenticate(
             return Err(e);
         }
     };
+    let mut subjects = vec![Subject::Client(presented.id().chars().take(256).collect())];
+    subjects.extend(addr.map(Subject::Address));
+    let lockout = &state.limits.lockout;
+    if let Some(wait) = lockout.locked(&subjects).await {
+        deny(state, presented.id(), "locked_out", interaction).await?;
+        return Err(crate::limits::locked_out(wait));
+    }
+    let result = verify(state, presented, interaction).await;
+    match &result {
+        Ok(_) => lockout.succeeded(&subjects).await,
+        Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            let after = lockout.failed(&subjects).await;
+            for subject in &after.locked {
+                audit_lock(state, subject, interaction).await?;
+            }
+            if !after.delay.is_zero() {
+                tokio::time::sleep(after.delay).await;
+            }
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Audits that a client id or an address was locked.
+async fn audit_lock(
+    state: &AppState,
+    subject: &Subject,
+    interaction: Option<&str>,
+) -> Result<(), ApiError> {
+    let window = humantime::format_duration(state.config.oauth.lockout.window);
+    let (actor_type, actor, kind) = match subject {
+        Subject::Client(id) => (ActorType::Client, id.chars().take(64).collect(), "client"),
+        Subject::Address(ip) => (ActorType::Anonymous, ip.to_string(), "address"),
+    };
+    tracing::warn!(subject = kind, %actor, %window, "client authentication locked after repeated failures");
+    let event = AuditEvent::new(
+        state.clock.now(),
+        actor_type,
+        actor.clone(),
+        "client.lockout",
+    )
+    .on(kind, actor)
+    .outcome(
+        Outcome::Denied,
+        format!("too_many_failures; locked for {window}"),
+    )
+    .interaction(interaction);
+    state.store.append_audit(&event).await?;
+    Ok(())
+}
+
+/// Checks what was presented against the client's registration.
+async fn verify(
+    state: &AppState,
+    presented: Presented,
+    interaction: Option<&str>,
+) -> Result<Authenticated, ApiError> {
     let (id, secret, method, basic) = match presented {
         Presented::Basic { id, secret } => (id, secret, "client_secret_basic", true),
         Presented::Post { id, secret } => (id, secret, "client_secret_post", false),

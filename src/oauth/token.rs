@@ -110,13 +110,24 @@ fn audit_refusal(state: &AppState, client: &str, reason: &str, i: &InteractionId
 pub async fn token(
     State(state): State<AppState>,
     interaction: InteractionId,
+    addr: crate::limits::ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = parse_form(&headers, &body)?;
-    let auth = authenticate(&state, &headers, &params, Some(&interaction.0)).await?;
+    let auth = authenticate(&state, &headers, &params, addr.0, Some(&interaction.0)).await?;
     let client_id = auth.client.client_id.clone();
-    match grant(&state, &auth, &params, &interaction).await {
+    // After authentication, so nobody can spend another client's budget by naming it; a
+    // refusal is audited like any other.
+    let outcome = match state
+        .limits
+        .take(&client_id, crate::limits::Scope::Token)
+        .await
+    {
+        Ok(()) => grant(&state, &auth, &params, &interaction).await,
+        Err(limited) => Err(limited),
+    };
+    match outcome {
         Ok(resp) => Ok(resp),
         Err(e) => {
             let reason = e.code();
@@ -570,11 +581,12 @@ pub async fn verify_access_token(
 pub async fn introspect(
     State(state): State<AppState>,
     interaction: InteractionId,
+    addr: crate::limits::ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let params = parse_form(&headers, &body)?;
-    let auth = authenticate(&state, &headers, &params, Some(&interaction.0)).await?;
+    let auth = authenticate(&state, &headers, &params, addr.0, Some(&interaction.0)).await?;
     let token = params
         .get("token")
         .ok_or_else(|| bad("invalid_request", "token is required"))?;
@@ -603,11 +615,12 @@ pub async fn introspect(
 pub async fn revoke(
     State(state): State<AppState>,
     interaction: InteractionId,
+    addr: crate::limits::ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let params = parse_form(&headers, &body)?;
-    let auth = authenticate(&state, &headers, &params, Some(&interaction.0)).await?;
+    let auth = authenticate(&state, &headers, &params, addr.0, Some(&interaction.0)).await?;
     let token = params
         .get("token")
         .ok_or_else(|| bad("invalid_request", "token is required"))?;

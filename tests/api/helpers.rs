@@ -343,3 +343,38 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// The Redis the shared-limit tests use; `.ci/run` starts one. A test that needs it fails,
+/// rather than skips, when it is not there.
+pub fn redis_url() -> String {
+    std::env::var("OBGATE_TEST_REDIS_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+}
+
+/// A second node of `app`: the same database, its own process state (caches, limits), its
+/// own port; stopped when dropped.
+pub struct Peer {
+    pub base: String,
+    _shutdown: oneshot::Sender<()>,
+}
+
+pub async fn spawn_peer(app: &TestApp, env: &[(&str, &str)]) -> Peer {
+    let mut all = vec![("OBGATE_DATABASE_MIGRATE_ON_START", "false")];
+    all.extend_from_slice(env);
+    let config = config(&app.db, &all);
+    let built = App::build(config).await.expect("build peer");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(built.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    Peer {
+        base,
+        _shutdown: tx,
+    }
+}

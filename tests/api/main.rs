@@ -18,6 +18,7 @@ mod http;
 mod keys;
 mod kyc;
 mod kyc_http;
+mod limits;
 mod monitoring;
 mod oauth;
 mod ob_spec;

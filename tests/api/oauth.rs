@@ -28,7 +28,7 @@ pub async fn register(app: &TestApp, body: Value) -> (String, String) {
     )
 }
 
-async fn tpp_token(
+pub async fn tpp_token(
     app: &TestApp,
     id: &str,
     secret: &str,

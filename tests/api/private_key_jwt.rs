@@ -9,7 +9,7 @@ use p256::pkcs8::EncodePrivateKey;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn, Resp, TestApp};
+use crate::helpers::{spawn, spawn_with, Resp, TestApp};
 use crate::oauth::{form, register};
 
 const TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -104,7 +104,9 @@ fn refused(r: &Resp, hint: &str) {
 
 #[tokio::test]
 async fn a_key_holding_client_gets_tokens_and_every_bad_assertion_is_refused_and_audited() {
-    let app = spawn().await;
+    // A dozen bad assertions in a row would trip the lockout (tests/api/limits.rs covers it);
+    // here each must get its own refusal.
+    let app = spawn_with(&[("OBGATE_OAUTH_LOCKOUT_AFTER", "0")]).await;
     let meta = metadata(&app).await;
     let (jwk, key) = ec_key("k1");
     let id = register_jwt_client(&app, json!({"keys": [jwk]})).await;

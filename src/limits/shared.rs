@@ -1,0 +1,157 @@
+//! The Redis connection every node's limits share when `redis.url` is set.
+//!
+//! Redis holds only counters that may be lost (rate buckets, failure counts, lockouts), so
+//! obgate treats it as a helper, never a dependency: when Redis cannot be reached, requests
+//! are served, the limits fall back to what this node alone can see, and a warning and the
+//! `obgate_redis_errors_total` metric tell the operator. A supervisor pings Redis every second
+//! and replaces a broken connection as soon as Redis answers again.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use throttle_kit::RedisBackend;
+
+use crate::metrics::Metrics;
+
+/// A live connection to Redis and the rate-limit backend that uses it.
+pub struct SharedRedis {
+    client: redis::Client,
+    prefix: String,
+    live: RwLock<Live>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Clone)]
+struct Live {
+    conn: MultiplexedConnection,
+    backend: Arc<RedisBackend>,
+}
+
+impl std::fmt::Debug for SharedRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRedis")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why Redis could not be used at start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to Redis at redis.url: {0}")]
+pub struct ConnectError(String);
+
+impl SharedRedis {
+    /// Connects; a node refuses to start with a Redis it cannot reach, so a typo in
+    /// `redis.url` is found at deploy time rather than as silently per-node limits.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, ConnectError> {
+        // The URL may hold a password: errors name the key, never the value.
+        let client = redis::Client::open(url).map_err(|e| ConnectError(e.kind_name()))?;
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| ConnectError("timed out after 5s".into()))?
+        .map_err(|e| ConnectError(e.kind_name()))?;
+        let live = Live {
+            backend: Arc::new(RedisBackend::new(conn.clone())),
+            conn,
+        };
+        Ok(Arc::new(Self {
+            client,
+            prefix: prefix.to_owned(),
+            live: RwLock::new(live),
+            metrics,
+        }))
+    }
+
+    /// `key` under this deployment's prefix, so several deployments can share one Redis.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}:{key}", self.prefix)
+    }
+
+    fn live(&self) -> Live {
+        match self.live.read() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The GCRA backend on the current connection.
+    pub fn rate_backend(&self) -> Arc<RedisBackend> {
+        self.live().backend
+    }
+
+    /// A handle on the current connection for counters.
+    pub fn conn(&self) -> MultiplexedConnection {
+        self.live().conn
+    }
+
+    /// Records a failed Redis call (the caller falls back to local limits).
+    pub fn failed(&self, what: &str, error: &redis::RedisError) {
+        self.metrics.redis_error();
+        tracing::warn!(
+            operation = what,
+            error = error.kind_name(),
+            "redis unavailable; limits are per node until it returns"
+        );
+    }
+
+    /// Pings every second and reconnects after a failure, until `stop` turns true.
+    pub async fn supervise(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let mut conn = self.conn();
+            let ping = tokio::time::timeout(
+                Duration::from_secs(2),
+                redis::cmd("PING").query_async::<_, String>(&mut conn),
+            )
+            .await;
+            if matches!(ping, Ok(Ok(_))) {
+                continue;
+            }
+            if let Ok(Err(e)) = &ping {
+                self.failed("ping", e);
+            }
+            let fresh = tokio::time::timeout(
+                Duration::from_secs(2),
+                self.client.get_multiplexed_async_connection(),
+            )
+            .await;
+            if let Ok(Ok(conn)) = fresh {
+                let live = Live {
+                    backend: Arc::new(RedisBackend::new(conn.clone())),
+                    conn,
+                };
+                if let Ok(mut l) = self.live.write() {
+                    *l = live;
+                }
+                tracing::info!("redis reconnected; limits are shared again");
+            }
+        }
+    }
+}
+
+trait KindName {
+    fn kind_name(&self) -> String;
+}
+
+impl KindName for redis::RedisError {
+    /// The error's category without its detail, which can echo the URL.
+    fn kind_name(&self) -> String {
+        format!("{:?}", self.kind())
+    }
+}

@@ -1,0 +1,278 @@
+//! Rate limits and the client-authentication lockout: per client, answered with `429` and
+//! `Retry-After` in each API's error family, and shared by every node through Redis when
+//! `OBGATE_REDIS_URL` is set.
+
+use std::time::Duration;
+
+use oauth2::AuthType;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::gateway::{access, AISP};
+use crate::helpers::{redis_url, spawn_peer, spawn_with, Resp, TestApp};
+use crate::kyc::FAST;
+use crate::oauth::{form, register, tpp_token};
+
+const CC: &str = "grant_type=client_credentials&scope=accounts";
+
+fn retry_after(r: &Resp) -> u64 {
+    r.header("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After on {}", r.status))
+        .parse()
+        .unwrap()
+}
+
+async fn accounts(base: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}{AISP}/accounts"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A unique key prefix, so tests sharing the one Redis do not share buckets.
+fn prefix() -> String {
+    format!("test{}", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn the_token_endpoint_limits_each_authenticated_client_and_audits_the_refusal() {
+    let app = spawn_with(&[("OBGATE_RATE_LIMIT_TOKEN", "2/min")]).await;
+    let (a, a_secret) = register(&app, json!({"client_name": "A"})).await;
+    let (b, b_secret) = register(&app, json!({"client_name": "B"})).await;
+    for _ in 0..2 {
+        tpp_token(&app, &a, &a_secret, AuthType::BasicAuth)
+            .await
+            .unwrap();
+    }
+    // The TPP's OAuth2 client sees an RFC 6749 error it can act on.
+    let err = tpp_token(&app, &a, &a_secret, AuthType::BasicAuth)
+        .await
+        .unwrap_err();
+    assert!(err.contains("rate_limited"), "{err}");
+    let r = form(&app, "/oauth2/token", Some((&a, &a_secret)), CC).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"], "rate_limited");
+    // 2/min: one request comes back every 30 s.
+    let wait = retry_after(&r);
+    assert!((1..=30).contains(&wait), "{wait}");
+    // Another client has its own bucket, and naming client A without its secret is not
+    // rate-limited (it cannot spend A's budget) but refused as unauthenticated.
+    tpp_token(&app, &b, &b_secret, AuthType::BasicAuth)
+        .await
+        .unwrap();
+    let r = form(&app, "/oauth2/token", Some((&a, "wrong")), CC).await;
+    assert_eq!(r.status, 401);
+    let rows = app
+        .audit(&format!("action=token.issue&actor_id={a}&outcome=denied"))
+        .await;
+    assert!(
+        rows.iter().any(|r| r["reason"] == "rate_limited"),
+        "{rows:?}"
+    );
+
+    // A per-client override, on a node started with it.
+    let (c, c_secret) = register(&app, json!({"client_name": "C"})).await;
+    let clients = format!("{c}:token=5/min");
+    let peer = spawn_peer(
+        &app,
+        &[
+            ("OBGATE_RATE_LIMIT_TOKEN", "2/min"),
+            ("OBGATE_RATE_LIMIT_CLIENTS", &clients),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let mut statuses = vec![];
+    for _ in 0..6 {
+        let r = http
+            .post(format!("{}/oauth2/token", peer.base))
+            .basic_auth(&c, Some(&c_secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(CC)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+}
+
+async fn get_accounts(app: &TestApp, token: &str) -> Resp {
+    app.send(
+        app.request(Method::GET, &format!("{AISP}/accounts"))
+            .bearer_auth(token),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_gateway_limits_each_client_before_any_consent_lookup() {
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_RATE_LIMIT_GATEWAY", "3/min"));
+    let app = spawn_with(&env).await;
+    let a = access(&app, json!({"Permissions": ["ReadAccountsBasic"]}), None).await;
+    for _ in 0..3 {
+        assert_eq!(get_accounts(&app, &a.token).await.status, 200);
+    }
+    let r = get_accounts(&app, &a.token).await;
+    assert_eq!(r.status, 429);
+    assert!(
+        r.body.is_empty(),
+        "the UK OB file defines 429 without a body"
+    );
+    assert!((1..=20).contains(&retry_after(&r)));
+    // Another TPP is not held back by the first one's traffic.
+    let b = access(&app, json!({"Permissions": ["ReadAccountsBasic"]}), None).await;
+    let r = app
+        .send(
+            app.request(Method::GET, &format!("{AISP}/accounts"))
+                .bearer_auth(&b.token),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // A forged token is refused as unauthenticated, never counted against the real client.
+    let r = app
+        .send(
+            app.request(Method::GET, &format!("{AISP}/accounts"))
+                .bearer_auth(format!("{}x", b.token)),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let metrics = app.get("/metrics").await.text();
+    assert_eq!(
+        crate::gateway::metric(
+            &metrics,
+            "obgate_gateway_decisions_total{outcome=\"denied\",reason=\"rate_limited\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn with_redis_every_node_draws_from_the_same_bucket() {
+    let redis = redis_url();
+    let prefix = prefix();
+    let mut env = FAST.to_vec();
+    env.extend([
+        ("OBGATE_RATE_LIMIT_GATEWAY", "4/min"),
+        ("OBGATE_REDIS_URL", redis.as_str()),
+        ("OBGATE_REDIS_KEY_PREFIX", prefix.as_str()),
+    ]);
+    let app = spawn_with(&env).await;
+    let b = spawn_peer(&app, &env).await;
+    let a = access(&app, json!({"Permissions": ["ReadAccountsBasic"]}), None).await;
+    let mut statuses = vec![];
+    for base in [&app.base, &b.base, &app.base, &b.base, &b.base, &app.base] {
+        statuses.push(accounts(base, &a.token).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+}
+
+async fn token_from(app: &TestApp, id: &str, secret: &str, from: &str) -> Resp {
+    app.send(
+        app.request(Method::POST, "/oauth2/token")
+            .basic_auth(id, Some(secret))
+            .header("x-forwarded-for", format!("10.9.9.9, {from}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(CC),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn failed_authentications_lock_the_id_for_one_window_then_the_real_client_gets_in() {
+    let app = spawn_with(&[
+        ("OBGATE_OAUTH_LOCKOUT_AFTER", "4"),
+        ("OBGATE_OAUTH_LOCKOUT_WINDOW", "2s"),
+        ("OBGATE_HTTP_CLIENT_IP_HEADER", "x-forwarded-for"),
+    ])
+    .await;
+    let (id, secret) = register(&app, json!({"client_name": "Victim"})).await;
+    // An attacker at one address guesses secrets for the victim's id.
+    for _ in 0..4 {
+        let r = token_from(&app, &id, "guess", "203.0.113.9").await;
+        assert_eq!(r.status, 401);
+    }
+    // Locked: even the right secret, from the real client's own address, waits out the window.
+    let r = token_from(&app, &id, &secret, "198.51.100.7").await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"], "temporarily_locked");
+    let wait = retry_after(&r);
+    assert!((1..=2).contains(&wait), "{wait}");
+    let locks = app.audit("action=client.lockout").await;
+    let subjects: Vec<&str> = locks
+        .iter()
+        .map(|r| r["actor_id"].as_str().unwrap())
+        .collect();
+    assert!(subjects.contains(&id.as_str()), "{locks:?}");
+    assert!(subjects.contains(&"203.0.113.9"), "{locks:?}");
+    assert_eq!(locks.len(), 2, "each lock is audited once: {locks:?}");
+    // No longer than the window: then the real client is in.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = token_from(&app, &id, &secret, "198.51.100.7").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn an_address_that_sprays_many_ids_is_locked_and_others_are_not() {
+    let app = spawn_with(&[
+        ("OBGATE_OAUTH_LOCKOUT_AFTER", "4"),
+        ("OBGATE_OAUTH_LOCKOUT_WINDOW", "1m"),
+        ("OBGATE_HTTP_CLIENT_IP_HEADER", "x-forwarded-for"),
+    ])
+    .await;
+    let (id, secret) = register(&app, json!({"client_name": "Bystander"})).await;
+    for n in 0..4 {
+        let r = token_from(&app, &format!("made-up-{n}"), "guess", "203.0.113.50").await;
+        assert_eq!(r.status, 401);
+    }
+    // The spraying address is locked, whichever id it names next, the real one included.
+    let r = token_from(&app, &id, &secret, "203.0.113.50").await;
+    assert_eq!(r.status, 429);
+    // The real client elsewhere is untouched: four failures were spread over four ids.
+    let r = token_from(&app, &id, &secret, "198.51.100.7").await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn with_redis_a_lock_set_on_one_node_holds_on_the_other() {
+    let redis = redis_url();
+    let prefix = prefix();
+    let env = [
+        ("OBGATE_OAUTH_LOCKOUT_AFTER", "3"),
+        ("OBGATE_OAUTH_LOCKOUT_WINDOW", "1m"),
+        ("OBGATE_REDIS_URL", redis.as_str()),
+        ("OBGATE_REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    let app = spawn_with(&env).await;
+    let b = spawn_peer(&app, &env).await;
+    let (id, secret) = register(&app, json!({"client_name": "Shared"})).await;
+    let post = |base: String, secret: String| {
+        let id = id.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/oauth2/token"))
+                .basic_auth(id, Some(secret))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(CC)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Failures spread over both nodes add up.
+    assert_eq!(post(app.base.clone(), "x".into()).await, 401);
+    assert_eq!(post(b.base.clone(), "x".into()).await, 401);
+    assert_eq!(post(app.base.clone(), "x".into()).await, 401);
+    assert_eq!(post(b.base.clone(), secret.clone()).await, 429);
+    assert_eq!(post(app.base.clone(), secret).await, 429);
+    // Set once, audited once, though two nodes saw the failures.
+    let locks = app
+        .audit(&format!("action=client.lockout&actor_id={id}"))
+        .await;
+    assert_eq!(locks.len(), 1, "{locks:?}");
+}
