@@ -230,7 +230,8 @@ impl App {
                 axum::serve(bank, router).with_graceful_shutdown(done).await
             });
         }
-        let result = http::serve(listener, self.router, shutdown, grace).await;
+        let header_timeout = self.state.config.http.header_timeout;
+        let result = http::serve(listener, self.router, shutdown, grace, header_timeout).await;
         let _ = stop.send(true);
         for w in workers {
             let _ = w.await;

@@ -95,6 +95,13 @@ pub const KEYS: &[KeySpec] = &[
         help: "on SIGTERM/SIGINT, how long in-flight requests may take to finish",
     },
     KeySpec {
+        toml: "http.header_timeout",
+        env: "OBGATE_HTTP_HEADER_TIMEOUT",
+        default: Some("10s"),
+        secret: false,
+        help: "longest a client may take to send a request's headers, idle keep-alive included; the connection is closed past it (slowloris)",
+    },
+    KeySpec {
         toml: "http.client_ip_header",
         env: "OBGATE_HTTP_CLIENT_IP_HEADER",
         default: None,

@@ -301,6 +301,9 @@ pub(super) fn load(
     let request_timeout = layers.parse("http.request_timeout", |v| {
         parse_duration(v, Duration::from_millis(100), Duration::from_secs(600))
     });
+    let header_timeout = layers.parse("http.header_timeout", |v| {
+        parse_duration(v, Duration::from_millis(100), Duration::from_secs(300))
+    });
     let shutdown_grace = layers.parse("http.shutdown_grace", |v| {
         parse_duration(v, Duration::ZERO, Duration::from_secs(3600))
     });
@@ -632,6 +635,7 @@ pub(super) fn load(
                 request_timeout: request_timeout?,
                 body_limit: body_limit?,
                 shutdown_grace: shutdown_grace?,
+                header_timeout: header_timeout?,
                 client_ip_header: match layers.get("http.client_ip_header") {
                     None => None,
                     Some(_) => Some(client_ip_header?),

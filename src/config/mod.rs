@@ -176,6 +176,8 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
+    /// Longest a client may take to send a request's headers (slowloris guard).
+    pub header_timeout: Duration,
     /// Header carrying the caller's address behind a load balancer.
     pub client_ip_header: Option<axum::http::HeaderName>,
 }

@@ -16,8 +16,6 @@ pub mod routes;
 pub mod validate;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -137,31 +135,78 @@ pub async fn shutdown_signal() {
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
 /// finish for at most `grace` before returning.
+///
+/// hyper's connection builder is used directly, not `axum::serve`, because only with a timer
+/// does hyper enforce `header_read_timeout`: without it a client that sends its headers a
+/// byte at a time (slowloris), or opens a connection and sends nothing, holds a socket for
+/// ever. Here such a connection is closed `header_timeout` after it started, and a stalled
+/// body is ended by the request timeout layer.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
+    header_timeout: Duration,
 ) -> std::io::Result<()> {
-    let started = Arc::new(tokio::sync::Notify::new());
-    let notify = started.clone();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        notify.notify_one();
-    });
-    let deadline = async move {
-        started.notified().await;
-        tokio::time::sleep(grace).await;
-    };
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before accept: keep
+                    // serving the connections already open, and try again shortly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // hyper's header timer starts with the first byte; a connection that sends
+            // nothing at all is closed after the same time.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
     tokio::select! {
-        r = server => r,
-        () = deadline => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_s = grace.as_secs_f64(), "shutdown grace expired, closing remaining connections");
-            Ok(())
         }
     }
+    Ok(())
 }
