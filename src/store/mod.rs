@@ -56,12 +56,41 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
             }
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                StoreError::Unavailable(e)
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) if transient(db.as_ref()) => StoreError::Unavailable(e),
             _ => StoreError::Other(e),
         }
     }
+}
+
+/// Database errors that say "not now" rather than "never": the client is told to retry
+/// (503 with `Retry-After`) and nothing was written, since the transaction did not commit.
+///
+/// PostgreSQL: connection exceptions (class 08), shutdown and restart (class 57: an operator
+/// stopping the server, a crash, "the database system is starting up"), insufficient
+/// resources (class 53: disk full, out of memory, too many connections). SQLite: busy or
+/// locked past the busy timeout, I/O errors, a full disk, a file that cannot be opened.
+fn transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        let code = pg.code();
+        return ["08", "57", "53"]
+            .iter()
+            .any(|class| code.starts_with(class));
+    }
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // The primary result code is the low byte of the extended one.
+        let primary = db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff);
+        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+        return matches!(primary, Some(5 | 6 | 10 | 13 | 14));
+    }
+    false
 }
 
 /// Which migrations the database has, against those this binary carries.

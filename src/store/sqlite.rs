@@ -23,6 +23,17 @@ use crate::config::Backend;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Whether a connection going back to the pool is clean. When a write fails with the disk full
+/// (or an I/O error), SQLite may roll the transaction back itself; sqlx's own `ROLLBACK` then
+/// fails and leaves the connection believing a transaction is open, so every later `BEGIN` on
+/// it would fail. Such a connection is closed instead, and the pool opens a fresh one. The
+/// ping runs after the rollback sqlx queued when the transaction was dropped.
+async fn still_usable(conn: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::{Connection, TransactionManager};
+    conn.ping().await.is_ok()
+        && <sqlx::Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0
+}
+
 /// The SQLite implementation of [`super::Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -53,6 +64,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _| Box::pin(async move { Ok(still_usable(conn).await) }))
             .connect_with(options)
             .await
             .map_err(StoreError::Unavailable)?;

@@ -419,7 +419,7 @@ pub struct FakeBank {
     pub delay: Arc<Mutex<Duration>>,
 }
 
-async fn fake_bank(
+pub async fn fake_bank(
     bank: FakeBank,
     extra_account: &'static str,
 ) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {

@@ -74,7 +74,18 @@ impl TestDb {
     }
 
     pub fn is_postgres(&self) -> bool {
-        self.admin_url.is_some()
+        self.url.starts_with("postgres")
+    }
+
+    /// A database the test manages itself (a PostgreSQL it started, a file on a small file
+    /// system): used as is, never dropped.
+    pub fn external(url: String) -> Self {
+        Self {
+            url,
+            admin_url: None,
+            name: String::new(),
+            _dir: None,
+        }
     }
 
     /// Runs raw SQL on the database, bypassing obgate (to simulate tampering or damage).

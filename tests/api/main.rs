@@ -10,6 +10,7 @@ mod cli;
 mod consents;
 mod contract;
 mod errors;
+mod faults;
 mod gateway;
 mod gateway_nodes;
 mod gateway_tls;
