@@ -156,6 +156,7 @@ impl App {
         let state = AppState::new(state::Parts {
             decisions,
             limits,
+            access_log: Arc::default(),
             config: Arc::new(config),
             store,
             clock,
@@ -209,6 +210,10 @@ impl App {
                 let stopped = stopped.clone();
                 async move { state.follow_changes(stopped).await }
             }),
+            tokio::spawn(gateway::access_log::write(
+                self.state.clone(),
+                stopped.clone(),
+            )),
             tokio::spawn({
                 let shared = self.state.limits.shared.clone();
                 async move {

@@ -105,6 +105,8 @@ pub struct Parts {
     pub decisions: Arc<crate::gateway::cache::DecisionCache>,
     /// The gateway's proxy to the bank's account API.
     pub gateway: Arc<crate::gateway::proxy::Proxy>,
+    /// Gateway decisions waiting to be written to the audit log.
+    pub access_log: Arc<crate::gateway::access_log::AccessLog>,
     /// Rate limits and the authentication lockout.
     pub limits: Arc<crate::limits::Limits>,
     /// The keys that verify the bank's customer assertions (hosted pages' sign-in).

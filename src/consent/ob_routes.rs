@@ -106,6 +106,12 @@ struct NewConsent {
     expiration: Option<Timestamp>,
 }
 
+/// Checks a consent request body as `POST /account-access-consents` does, without storing
+/// anything: the parser the fuzz target `consent_request` drives.
+pub fn check_request(body: &Value, now: Timestamp) -> Result<(), ApiError> {
+    validate(body, now).map(|_| ())
+}
+
 fn validate(body: &Value, now: Timestamp) -> Result<NewConsent, ApiError> {
     let mut errors = Vec::new();
     let Some(top) = body.as_object() else {

@@ -5,7 +5,8 @@
 //!
 //! Anything else — no token, a bad one, a token in the query string, a client-level token
 //! (no consent) — is `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no body,
-//! as the UK OB profile defines it. A verified token travels on as a [`Principal`] extension.
+//! as the UK OB profile defines it, and audited ([`super::access_log`]). A verified token
+//! travels on as a [`Principal`] extension.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -112,27 +113,44 @@ where
         let state = self.state.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let denied = |reason: &str| {
-                state
-                    .metrics
-                    .gateway_decision("denied", reason, started.elapsed());
+            let path = req.uri().path().to_owned();
+            let interaction = super::access_log::interaction_of(&req);
+            let denied = |reason: &'static str, client: Option<String>, consent: Option<String>| {
+                let (state, path, interaction) = (&state, &path, &interaction);
+                async move {
+                    state
+                        .access_log
+                        .decided(
+                            state,
+                            started,
+                            super::access_log::Decision {
+                                client_id: client.as_deref(),
+                                consent_id: consent.as_deref(),
+                                reason,
+                                allowed: false,
+                                path,
+                                interaction: interaction.as_deref(),
+                            },
+                        )
+                        .await;
+                }
             };
             let token = match bearer(&req) {
                 Ok(t) => t,
                 Err(why) => {
-                    denied("no_bearer_token");
+                    denied("no_bearer_token", None, None).await;
                     return Ok(refuse(why));
                 }
             };
             let claims = match state.decisions.token(&state, &token).await {
                 Ok(c) => c,
                 Err(_) => {
-                    denied("invalid_token");
+                    denied("invalid_token", None, None).await;
                     return Ok(refuse("the access token is not valid"));
                 }
             };
             if claims.consent_id.is_none() {
-                denied("client_level_token");
+                denied("client_level_token", Some(claims.client_id.clone()), None).await;
                 return Ok(refuse(
                     "account data needs a customer-bound token (authorization_code, or client_credentials with authorization_details)",
                 ));

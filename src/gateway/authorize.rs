@@ -4,8 +4,8 @@
 //! its customer's KYC status is `passed` (the checks of [`crate::consent::check_access`], on
 //! the copies in [`super::cache`]); its permissions
 //! cover the route ([`super::route_map`]); the `AccountId` in the path is one it covers. Any
-//! failure is `403` with an `OBErrorResponse1` naming the check, and an audit row with the
-//! client, consent and route. A route obgate does not know is `404`. What passed travels on
+//! failure is `403` with an `OBErrorResponse1` naming the check. Every decision, allowed or
+//! not, is an audit row with the client, consent and route ([`super::access_log`]). A route obgate does not know is `404`. What passed travels on
 //! as a [`Grant`] extension, which the proxy uses to shape the response.
 
 use std::convert::Infallible;
@@ -16,9 +16,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
+use super::access_log::Decision;
 use super::authenticate::{BoxFuture, Principal};
 use super::route_map::{self, Matched};
-use crate::audit::{ActorType, AuditEvent, Outcome};
 use crate::clock::Timestamp;
 use crate::consent::Denial;
 use crate::error::{ApiError, ObError};
@@ -226,46 +226,42 @@ where
             let path = req.uri().path().to_owned();
             let started = std::time::Instant::now();
             let decision = decide(&state, &path, &principal).await;
-            let (outcome, reason) = match &decision {
-                Ok(_) => ("allowed", "ok"),
-                Err(Ok(r)) => ("denied", r.reason),
-                Err(Err(_)) => ("denied", "unknown_route_or_error"),
+            let reason = match &decision {
+                Ok(_) => "ok",
+                Err(Ok(r)) => r.reason,
+                Err(Err(_)) => "unknown_route_or_error",
             };
+            let interaction = super::access_log::interaction_of(&req);
             state
-                .metrics
-                .gateway_decision(outcome, reason, started.elapsed());
+                .access_log
+                .decided(
+                    &state,
+                    started,
+                    Decision {
+                        client_id: Some(&principal.claims.client_id),
+                        consent_id: principal.claims.consent_id.as_deref(),
+                        reason,
+                        allowed: decision.is_ok(),
+                        path: &path,
+                        interaction: interaction.as_deref(),
+                    },
+                )
+                .await;
             match decision {
                 Ok(grant) => {
                     req.extensions_mut().insert(grant);
                     inner.call(req).await
                 }
                 Err(Err(response)) => Ok(response),
-                Err(Ok(r)) => {
-                    let route = req.uri().path().to_owned();
-                    let audit = AuditEvent::new(
-                        state.clock.now(),
-                        ActorType::Client,
-                        principal.claims.client_id.clone(),
-                        "gateway.access",
-                    )
-                    .on(
-                        "consent",
-                        principal.claims.consent_id.clone().unwrap_or_default(),
-                    )
-                    .outcome(Outcome::Denied, format!("{} {route}", r.reason));
-                    if let Err(e) = state.store.append_audit(&audit).await {
-                        tracing::error!(error = %e, "cannot audit a gateway denial");
-                    }
-                    Ok(ApiError::OpenBanking {
-                        status: StatusCode::FORBIDDEN,
-                        errors: vec![ObError {
-                            code: r.code,
-                            message: r.message,
-                            path: None,
-                        }],
-                    }
-                    .into_response())
+                Err(Ok(r)) => Ok(ApiError::OpenBanking {
+                    status: StatusCode::FORBIDDEN,
+                    errors: vec![ObError {
+                        code: r.code,
+                        message: r.message,
+                        path: None,
+                    }],
                 }
+                .into_response()),
             }
         })
     }

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! canonical path (global, before routing) ─ AuthenticateLayer ─ rate limit ─ AuthorizeLayer ─ proxy
+//!                                                  └──── every decision ──→ access_log (batched audit)
 //! ```
 //!
 //! Both layers decide from [`cache`]: verified tokens, consents and KYC statuses in memory,
@@ -25,8 +26,11 @@
 //! let (_stop, stopped) = tokio::sync::watch::channel(false);
 //! tokio::spawn({
 //!     let state = state.clone();
+//!     let stopped = stopped.clone();
 //!     async move { state.follow_changes(stopped).await }
 //! });
+//! // Every decision is audited in batches by this writer (see `access_log`).
+//! tokio::spawn(obgate::gateway::access_log::write(state.clone(), stopped));
 //! // The bank's own handler sees only requests whose consent allows them.
 //! let accounts = get(|grant: axum::Extension<Grant>| async move {
 //!     format!("accounts of {} allowed: {:?}", grant.customer_id, grant.account_ids)
@@ -41,6 +45,7 @@
 //! # let _ = bank; Ok(()) }
 //! ```
 
+pub mod access_log;
 pub mod authenticate;
 pub mod authorize;
 pub mod cache;

@@ -84,4 +84,56 @@ mod tests {
             assert!(problem(bad).is_some(), "{bad} must be refused");
         }
     }
+
+    mod properties {
+        use super::super::problem;
+        use proptest::prelude::*;
+
+        /// Segments drawn from the characters that matter: plain ones, dots, percent signs,
+        /// slashes, backslashes, semicolons and a few bytes beyond ASCII.
+        fn any_path() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    4 => "[A-Za-z0-9._~-]{1,8}",
+                    1 => Just(".".to_owned()),
+                    1 => Just("..".to_owned()),
+                    1 => Just(String::new()),
+                    1 => "[%./;\\a-f0-9]{1,6}",
+                    1 => "[\\u{80}-\\u{10ffff}]{1,2}",
+                ],
+                0..8,
+            )
+            .prop_map(|segments| format!("/open-banking/{}", segments.join("/")))
+        }
+
+        proptest! {
+            /// Whatever is accepted is a path every server reads the same way: no dot
+            /// segments, no empty segments, nothing encoded, nothing but plain characters.
+            #[test]
+            fn an_accepted_path_has_one_reading(path in any_path()) {
+                if problem(&path).is_none() {
+                    let segments: Vec<&str> = path[1..].split('/').collect();
+                    for s in &segments {
+                        prop_assert!(!s.is_empty() && *s != "." && *s != "..", "{path}");
+                        prop_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b)), "{path}");
+                    }
+                    // Decoding changes nothing, so the upstream cannot read another path.
+                    let decoded: String = form_urlencoded::parse(format!("x={path}").as_bytes())
+                        .map(|(_, v)| v.into_owned())
+                        .collect();
+                    prop_assert_eq!(decoded, path.clone());
+                }
+            }
+
+            /// A traversal or encoding trick added to an accepted path is always refused.
+            #[test]
+            fn tricks_added_to_any_path_are_refused(
+                path in any_path(),
+                trick in prop::sample::select(vec!["/..", "/.", "//", "/", "/%2e%2e", "/a%2Fb", "/a;b=c", "/a\\b"]),
+            ) {
+                let tricked = format!("{path}{trick}");
+                prop_assert!(problem(&tricked).is_some(), "{tricked}");
+            }
+        }
+    }
 }

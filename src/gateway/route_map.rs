@@ -309,4 +309,72 @@ mod tests {
         );
         assert!(permits(&["ReadParty"], PARTY_PSU).is_err());
     }
+
+    mod properties {
+        use super::super::{lookup, permits, Need, ROUTES};
+        use crate::consent::permissions::{grants, PERMISSIONS};
+        use proptest::prelude::*;
+
+        fn any_grant() -> impl Strategy<Value = Vec<&'static str>> {
+            proptest::sample::subsequence(
+                PERMISSIONS.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+                0..=PERMISSIONS.len(),
+            )
+        }
+
+        proptest! {
+            /// More permissions never allow less: whatever a consent allows, a consent with
+            /// those permissions and more allows too, on every route.
+            #[test]
+            fn more_permissions_never_allow_less(a in any_grant(), b in any_grant()) {
+                let mut union = a.clone();
+                union.extend(b.iter().copied());
+                for r in ROUTES.iter() {
+                    if permits(&a, r.need).is_ok() {
+                        prop_assert!(permits(&union, r.need).is_ok(), "{}: {a:?} ⊆ {union:?}", r.template);
+                    }
+                }
+            }
+
+            /// Only what the consent lists is granted, plus a Basic permission whose Detail
+            /// one it lists: nothing else, ever.
+            #[test]
+            fn nothing_is_granted_beyond_the_list_and_detail_implies_basic(granted in any_grant()) {
+                for (code, _) in PERMISSIONS.iter() {
+                    let implied = code
+                        .strip_suffix("Basic")
+                        .is_some_and(|stem| granted.contains(&format!("{stem}Detail").as_str()));
+                    prop_assert_eq!(grants(&granted, code), granted.contains(code) || implied, "{}", code);
+                }
+            }
+
+            /// Every route is reachable with its permissions and refused without them: the
+            /// route's own permissions (and their Detail forms) decide, never anything else
+            /// the consent holds. Its template resolves back to itself.
+            #[test]
+            fn each_route_is_decided_by_its_own_permissions(granted in any_grant(), account in "[a-z0-9-]{1,12}") {
+                for r in ROUTES.iter() {
+                    let path = format!("/open-banking/v3.1/aisp{}", r.template.replace("{AccountId}", &account).replace("{StatementId}", "st-1"));
+                    let m = lookup(&path).expect("every route matches its own template");
+                    prop_assert_eq!(m.route.template, r.template);
+                    let own: Vec<String> = match r.need {
+                        Need::Any(options) => options
+                            .iter()
+                            .flat_map(|p| [p.to_string(), p.replace("Basic", "Detail")])
+                            .collect(),
+                        Need::Transactions => ["Basic", "Detail", "Credits", "Debits"]
+                            .iter()
+                            .map(|k| format!("ReadTransactions{k}"))
+                            .collect(),
+                    };
+                    let without: Vec<&str> = granted.iter().copied().filter(|g| !own.iter().any(|o| o == g)).collect();
+                    prop_assert!(permits(&without, r.need).is_err(), "{} allowed by {without:?}", r.template);
+                    let mut with = granted.clone();
+                    with.extend(own.iter().map(String::as_str));
+                    prop_assert!(permits(&with, r.need).is_ok(), "{} refused with {with:?}", r.template);
+                }
+                prop_assert!(ROUTES.iter().all(|r| permits(&[], r.need).is_err()), "no permission, no route");
+            }
+        }
+    }
 }

@@ -201,6 +201,12 @@ fn provider_unavailable(e: &ProviderError) -> ApiError {
     ApiError::Unavailable { id }
 }
 
+/// Checks a `POST …/verification-kyc` body as the route does, without starting anything: the
+/// parser the fuzz target `kyc_request` drives.
+pub fn check_start(body: &Value) -> Result<(), ApiError> {
+    parse_start(body).map(|_| ())
+}
+
 fn parse_start(body: &Value) -> Result<(String, Contact), ApiError> {
     const CODE: &str = "kyc_post_schema";
     let mut f = Fields::new(body, "").map_err(|e| ApiError::Validation {

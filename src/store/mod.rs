@@ -313,6 +313,9 @@ pub trait Store:
 
     /// Appends one audit row to the hash chain.
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StoreError>;
+    /// Appends many rows in one transaction, in order: all or none. The gateway's access log
+    /// writes its decisions this way, off the request path.
+    async fn append_audit_batch(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
     /// Audit rows matching the filter, newest first, at most `filter.limit`.
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
     /// Audit rows in chain order with `seq > after_seq`, for verification.

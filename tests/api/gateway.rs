@@ -344,24 +344,46 @@ async fn every_denial_gets_its_status_and_is_audited() {
     // The consent's tokens are on the deny list now, so the token itself is refused.
     assert_eq!(get(&app, &accounts, &a.token).await.status, 401);
 
-    let denied = app.audit("action=gateway.access&outcome=denied").await;
-    let reasons: Vec<&str> = denied
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap())
-        .collect();
-    for want in [
+    // Every decision is audited (in batches, so moments later): each denial with its reason,
+    // the consent's under that consent, the allowed reads too.
+    let wanted = [
         "permission_missing",
         "account_not_consented",
         "kyc_not_passed",
-    ] {
-        assert!(
-            reasons.iter().any(|r| r.starts_with(want)),
-            "{want} not audited: {reasons:?}"
-        );
-    }
-    assert!(denied
+        "invalid_token",
+        "client_level_token",
+    ];
+    let denied = app
+        .audit_eventually("action=gateway.access&outcome=denied", |rows| {
+            wanted.iter().all(|w| {
+                rows.iter()
+                    .any(|r| r["reason"].as_str().unwrap().starts_with(w))
+            })
+        })
+        .await;
+    for r in &denied {
+        let reason = r["reason"].as_str().unwrap();
+        if [
+            "permission_missing",
+            "account_not_consented",
+            "kyc_not_passed",
+        ]
         .iter()
-        .all(|r| r["resource_id"] == a.consent_id.as_str()));
+        .any(|w| reason.starts_with(w))
+        {
+            assert_eq!(r["resource_id"], a.consent_id.as_str(), "{r}");
+            assert_eq!(r["actor_id"], a.client_id.as_str(), "{r}");
+        }
+    }
+    let allowed = app
+        .audit_eventually("action=gateway.access&outcome=success", |rows| {
+            !rows.is_empty()
+        })
+        .await;
+    assert!(allowed[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("ok /open-banking/"));
 
     // Decisions are counted by outcome and reason, upstream time apart from decision time.
     let m = app.get("/metrics").await.text();

@@ -338,6 +338,27 @@ impl TestApp {
         }
     }
 
+    /// Audit rows matching a query string once `done` holds for them (gateway decisions are
+    /// written in batches, moments after the answer); panics after 5 s.
+    pub async fn audit_eventually(
+        &self,
+        query: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let rows = self.audit(query).await;
+            if done(&rows) {
+                return rows;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "audit rows for {query} never came: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Audit rows matching a query string, through the API.
     pub async fn audit(&self, query: &str) -> Vec<Value> {
         let r = self.admin_get(&format!("/api/v0/audit?{query}")).await;

@@ -1,0 +1,169 @@
+//! Every gateway decision in the audit log: allowed or denied, by whom, under which consent,
+//! for which route, with the request's interaction id.
+//!
+//! A bank must be able to say which TPP read which customer's data and when, so each decision
+//! is one audit row in the same hash chain as every state change. Writing a row per request
+//! on the request path would cost a database transaction per read; instead decisions go into a
+//! bounded queue and [`write`] appends them in batches (one transaction per batch, hundreds of
+//! rows each). The queue is the only buffer: when it is full (the database is slow or away)
+//! a gateway request waits for room rather than being served without its record, so an
+//! access is never unaudited. On shutdown the writer drains the queue before the database
+//! closes.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::audit::{ActorType, AuditEvent, Outcome};
+use crate::state::AppState;
+
+/// Decisions held before a request has to wait.
+const QUEUE: usize = 16_384;
+/// Most rows in one transaction.
+const BATCH: usize = 2_000;
+/// Longest a decision waits in the queue before it is written.
+const LINGER: Duration = Duration::from_millis(20);
+
+/// The queue of decisions waiting to be written.
+#[derive(Debug)]
+pub struct AccessLog {
+    tx: mpsc::Sender<AuditEvent>,
+    rx: std::sync::Mutex<Option<mpsc::Receiver<AuditEvent>>>,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Self {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+}
+
+/// One decision about one gateway request.
+pub struct Decision<'a> {
+    /// The TPP, when its token was verified.
+    pub client_id: Option<&'a str>,
+    /// The consent the token acts under, when known.
+    pub consent_id: Option<&'a str>,
+    /// Allowed or why not (`consent_revoked`, `invalid_token`, `rate_limited`, …).
+    pub reason: &'a str,
+    /// Whether the request goes on to the bank.
+    pub allowed: bool,
+    /// The path requested.
+    pub path: &'a str,
+    /// The request's `x-fapi-interaction-id`.
+    pub interaction: Option<&'a str>,
+}
+
+/// The request's `x-fapi-interaction-id`, for its decision row.
+pub fn interaction_of<B>(req: &axum::http::Request<B>) -> Option<String> {
+    req.extensions()
+        .get::<crate::http::middleware::InteractionId>()
+        .map(|i| i.0.clone())
+}
+
+impl AccessLog {
+    /// Counts a decision in the metrics (with the time deciding took since `started`) and
+    /// queues its audit row.
+    pub async fn decided(&self, state: &AppState, started: std::time::Instant, d: Decision<'_>) {
+        let outcome = if d.allowed { "allowed" } else { "denied" };
+        state
+            .metrics
+            .gateway_decision(outcome, d.reason, started.elapsed());
+        self.record(state, d).await;
+    }
+
+    /// Queues a decision; waits while the queue is full (see the module docs).
+    pub async fn record(&self, state: &AppState, d: Decision<'_>) {
+        let (actor_type, actor) = match d.client_id {
+            Some(c) => (ActorType::Client, c.to_owned()),
+            None => (ActorType::Anonymous, "-".to_owned()),
+        };
+        let mut event = AuditEvent::new(state.clock.now(), actor_type, actor, "gateway.access")
+            .outcome(
+                if d.allowed {
+                    Outcome::Success
+                } else {
+                    Outcome::Denied
+                },
+                format!("{} {}", d.reason, d.path),
+            )
+            .interaction(d.interaction);
+        if let Some(consent) = d.consent_id {
+            event = event.on("consent", consent);
+        }
+        if self.tx.send(event).await.is_err() {
+            tracing::error!(
+                "the access log writer has stopped; a gateway decision was not audited"
+            );
+        }
+    }
+
+    fn take_receiver(&self) -> Option<mpsc::Receiver<AuditEvent>> {
+        self.rx.lock().ok()?.take()
+    }
+}
+
+/// Writes queued decisions until `stop` turns true, then writes what is left.
+/// [`crate::App::serve`] runs it; an embedding that serves the router itself spawns it.
+pub async fn write(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(mut rx) = state.access_log.take_receiver() else {
+        tracing::error!("the access log writer was started twice");
+        return;
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+            }
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    break;
+                }
+                continue;
+            }
+        }
+        // Let a batch fill for a moment under load; under light load this adds LINGER to
+        // when the row appears, never to a response.
+        if batch.len() < BATCH {
+            let deadline = tokio::time::sleep(LINGER);
+            tokio::pin!(deadline);
+            while batch.len() < BATCH {
+                let room = BATCH - batch.len();
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, room) => if n == 0 { break },
+                    () = &mut deadline => break,
+                }
+            }
+        }
+        flush(&state, &mut batch).await;
+    }
+    // Shutdown: the server has stopped taking requests; write everything still queued.
+    rx.close();
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        flush(&state, &mut batch).await;
+    }
+}
+
+/// Appends a batch, retrying until it is written: decisions are never dropped.
+async fn flush(state: &AppState, batch: &mut Vec<AuditEvent>) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match state.store.append_audit_batch(batch).await {
+            Ok(()) => {
+                batch.clear();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = batch.len(), "cannot write gateway decisions to the audit log; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
