@@ -106,7 +106,7 @@ pub const KEYS: &[KeySpec] = &[
         env: "OBGATE_HTTP_CLIENT_IP_HEADER",
         default: None,
         secret: false,
-        help: "header your load balancer sets to the caller's address (e.g. x-forwarded-for; its last entry is used); unset: the TCP peer. Used by the authentication lockout",
+        help: "header your load balancer sets to the caller's address (e.g. x-forwarded-for; its last entry is used); unset: the TCP peer when it is public (a private peer is a proxy all callers share and is not counted). Used by the authentication lockout",
     },
     KeySpec {
         toml: "oauth.access_token_ttl",

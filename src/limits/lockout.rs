@@ -1,7 +1,8 @@
 //! Brute-force protection for client authentication.
 //!
 //! Failures are counted per presented client id (from any address) and per remote address
-//! (for any client id), each over `oauth.lockout_window`. Past half of `oauth.lockout_after`
+//! (for any client id; see [`super::ClientAddr`] for which address), each over
+//! `oauth.lockout_window`. Past half of `oauth.lockout_after`
 //! failures every further failure is answered more slowly (250 ms more each, at most 2 s);
 //! at `oauth.lockout_after` the id or the address is locked for one window: its requests are
 //! refused with `429` before any secret is checked, and the lock is audited once.

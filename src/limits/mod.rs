@@ -61,9 +61,12 @@ pub fn locked_out(retry_after: Duration) -> ApiError {
     }
 }
 
-/// The address a request came from: the last value of `http.client_ip_header` when one is
-/// configured (the load balancer's header; the last entry is the one it added), else the TCP
-/// peer. `None` when neither is known (an embedding that serves without connect info).
+/// The address a request came from, for the lockout: the last value of
+/// `http.client_ip_header` when one is configured (the load balancer's header; the last entry
+/// is the one it added), else the TCP peer when it is a public address. A private, loopback or
+/// link-local peer is most likely a load balancer or proxy that every caller shares, and
+/// locking it would lock everyone out, so it is not counted (`None`): behind a proxy, set
+/// `http.client_ip_header` to count callers by address.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
@@ -87,11 +90,62 @@ impl FromRequestParts<crate::state::AppState> for ClientAddr {
                 return Ok(ClientAddr(from_header));
             }
         }
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .filter(|ip| is_public(*ip));
+        Ok(ClientAddr(peer))
+    }
+}
+
+/// Whether an address is on the public internet (not private, loopback, link-local, CGNAT or
+/// unique-local).
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (o[0] == 100 && (64..128).contains(&o[1])))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || first & 0xffc0 == 0xfe80
+                    || first & 0xfe00 == 0xfc00)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn only_public_peers_count_as_caller_addresses() {
+        for public in ["203.0.113.9", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+        for shared in [
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(shared.parse().unwrap()), "{shared}");
+        }
     }
 }

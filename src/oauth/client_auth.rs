@@ -212,7 +212,8 @@ pub async fn authenticate(
     subjects.extend(addr.map(Subject::Address));
     let lockout = &state.limits.lockout;
     if let Some(wait) = lockout.locked(&subjects).await {
-        deny(state, presented.id(), "locked_out", interaction).await?;
+        // The lock itself was audited once; a row per refused attempt would let a flood of
+        // them turn into a flood of database writes.
         return Err(crate::limits::locked_out(wait));
     }
     let result = verify(state, presented, interaction).await;
