@@ -121,8 +121,9 @@ pub async fn write(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>
                     return;
                 }
             }
-            _ = stop.changed() => {
-                if *stop.borrow() {
+            changed = stop.changed() => {
+                // Stop when told to, or when whoever could tell us is gone.
+                if changed.is_err() || *stop.borrow() {
                     break;
                 }
                 continue;
