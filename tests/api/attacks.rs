@@ -5,7 +5,6 @@
 //! Other modules test the features; this one is the place a security reviewer reads to see
 //! what has been tried.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -437,6 +436,17 @@ async fn authorization_requests_that_bend_the_rules_are_refused() {
     );
 }
 
+/// Presents a refresh token with the given client credentials.
+async fn present_refresh(app: &TestApp, id: &str, secret: &str, token: &str) -> Resp {
+    form(
+        app,
+        "/oauth2/token",
+        Some((id, secret)),
+        &format!("grant_type=refresh_token&refresh_token={}", enc(token)),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn refresh_token_reuse_revokes_the_whole_family() {
     let app = spawn_with(FAST).await;
@@ -453,42 +463,18 @@ async fn refresh_token_reuse_revokes_the_whole_family() {
     let new_access = rotated.access_token().secret().clone();
     assert_eq!(gateway_answer(&app, &new_access).await, 200);
     // The stolen, already-used refresh token is presented again.
-    let r = form(
-        &app,
-        "/oauth2/token",
-        Some((&id, &secret)),
-        &format!("grant_type=refresh_token&refresh_token={}", enc(&refresh)),
-    )
-    .await;
+    let r = present_refresh(&app, &id, &secret, &refresh).await;
     assert_eq!(oauth_error(&r), (400, "invalid_grant".into()));
     // Every token of the family is dead: the legitimate holder's new refresh token and the
     // access tokens issued from the family.
-    let r = form(
-        &app,
-        "/oauth2/token",
-        Some((&id, &secret)),
-        &format!(
-            "grant_type=refresh_token&refresh_token={}",
-            enc(&new_refresh)
-        ),
-    )
-    .await;
+    let r = present_refresh(&app, &id, &secret, &new_refresh).await;
     assert_eq!(oauth_error(&r), (400, "invalid_grant".into()));
     assert_eq!(gateway_answer(&app, &new_access).await, 401);
     assert_eq!(gateway_answer(&app, &access_token).await, 401);
     // A refresh token is bound to its client.
     let (_, _, other_refresh) = authorized(&app, &id, &secret, &customer).await;
     let (thief, thief_secret) = tpp(&app, "Thief").await;
-    let r = form(
-        &app,
-        "/oauth2/token",
-        Some((&thief, &thief_secret)),
-        &format!(
-            "grant_type=refresh_token&refresh_token={}",
-            enc(&other_refresh)
-        ),
-    )
-    .await;
+    let r = present_refresh(&app, &thief, &thief_secret, &other_refresh).await;
     assert_eq!(oauth_error(&r), (400, "invalid_grant".into()));
 }
 
@@ -679,12 +665,8 @@ async fn a_customer_whose_kyc_was_downgraded_a_moment_ago_is_refused() {
 
 #[tokio::test]
 async fn a_consent_past_its_expiry_is_refused_though_its_token_lives() {
-    use obgate::clock::{ManualClock, Timestamp};
     let start = 1_790_000_000;
-    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(start * 1000)));
-    let db = crate::helpers::TestDb::new().await;
-    let config = crate::helpers::config(&db, FAST);
-    let app = crate::helpers::spawn_with_clock(db, config, clock.clone()).await;
+    let (app, clock) = crate::helpers::spawn_at(start, FAST).await;
     let expires = time::OffsetDateTime::from_unix_timestamp(start + 60)
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)

@@ -761,13 +761,9 @@ async fn the_sandbox_bank_serves_on_its_own_port_as_an_http_upstream() {
 async fn a_consent_expiring_under_a_live_token_and_tampered_tokens_are_refused() {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
-    use obgate::clock::{ManualClock, Timestamp};
 
     let start = 1_790_000_000;
-    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(start * 1000)));
-    let db = crate::helpers::TestDb::new().await;
-    let config = crate::helpers::config(&db, FAST);
-    let app = crate::helpers::spawn_with_clock(db, config, clock.clone()).await;
+    let (app, clock) = crate::helpers::spawn_at(start, FAST).await;
     let expires = time::OffsetDateTime::from_unix_timestamp(start + 120)
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)

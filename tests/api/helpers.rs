@@ -224,6 +224,18 @@ pub async fn spawn_with_clock(db: TestDb, config: Config, clock: Arc<dyn Clock>)
     start(db, config, clock, listener).await
 }
 
+/// An app whose clock starts at `start` (Unix seconds) and moves only when the test says.
+pub async fn spawn_at(
+    start: i64,
+    env: &[(&str, &str)],
+) -> (TestApp, Arc<obgate::clock::ManualClock>) {
+    use obgate::clock::{ManualClock, Timestamp};
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(start * 1000)));
+    let db = TestDb::new().await;
+    let config = config(&db, env);
+    (spawn_with_clock(db, config, clock.clone()).await, clock)
+}
+
 /// An app whose `public_url` is its real address, for a browser that follows the redirects
 /// and links it builds; `env` is applied on top.
 pub async fn spawn_public(env: &[(&str, &str)], clock: Arc<dyn Clock>) -> TestApp {
