@@ -225,6 +225,13 @@ impl ApiError {
         ApiError::Internal { id }
     }
 
+    /// The 503 for a dependency that is away for a moment (the detail is logged by the caller).
+    pub fn unavailable() -> Self {
+        ApiError::Unavailable {
+            id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
     /// A single-field validation failure.
     pub fn invalid_field(
         code: &'static str,

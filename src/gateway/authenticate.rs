@@ -144,6 +144,11 @@ where
             };
             let claims = match state.decisions.token(&state, &token).await {
                 Ok(c) => c,
+                Err(crate::oauth::jwt::TokenError::Unavailable) => {
+                    // The database is away: retry later, the token may well be fine.
+                    denied("unavailable", None, None).await;
+                    return Ok(crate::error::ApiError::unavailable().into_response());
+                }
                 Err(_) => {
                     denied("invalid_token", None, None).await;
                     return Ok(refuse("the access token is not valid"));

@@ -78,6 +78,10 @@ pub enum TokenError {
     /// The `jti` is on the deny list.
     #[error("token has been revoked")]
     Revoked,
+    /// The keys or the deny list cannot be read now (the database is away): not a verdict on
+    /// the token, so callers answer 503, never 401.
+    #[error("token cannot be checked now")]
+    Unavailable,
 }
 
 /// What a valid token must say.
@@ -183,7 +187,7 @@ pub async fn verify(
     let key = keys
         .verifier(&kid)
         .await
-        .map_err(|_| TokenError::UnknownKey)?;
+        .map_err(|_| TokenError::Unavailable)?;
     verify_with_key(token, alg, key.as_ref(), expected, now)
 }
 

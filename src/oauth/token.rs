@@ -570,8 +570,8 @@ pub async fn verify_access_token(
         Ok(false) => Ok(claims),
         Ok(true) => Err(TokenError::Revoked),
         Err(e) => {
-            tracing::error!(error = %e, "revocation list unavailable; refusing token");
-            Err(TokenError::Revoked)
+            tracing::warn!(error = %e, "revocation list unavailable; token not checked");
+            Err(TokenError::Unavailable)
         }
     }
 }
@@ -592,6 +592,7 @@ pub async fn introspect(
         .ok_or_else(|| bad("invalid_request", "token is required"))?;
     let claims = match verify_access_token(&state, token).await {
         Ok(c) if c.client_id == auth.client.client_id => c,
+        Err(TokenError::Unavailable) => return Err(crate::error::ApiError::unavailable()),
         _ => return Ok(Json(json!({"active": false}))),
     };
     // A customer-bound token is active only while its consent grants access.
