@@ -157,6 +157,7 @@ impl App {
             decisions,
             limits,
             access_log: Arc::default(),
+            audit_group: Arc::new(audit::group::GroupCommit::new(store.clone())),
             config: Arc::new(config),
             store,
             clock,

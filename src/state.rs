@@ -107,6 +107,8 @@ pub struct Parts {
     pub gateway: Arc<crate::gateway::proxy::Proxy>,
     /// Gateway decisions waiting to be written to the audit log.
     pub access_log: Arc<crate::gateway::access_log::AccessLog>,
+    /// Audit rows that stand alone, appended in shared transactions.
+    pub audit_group: Arc<crate::audit::group::GroupCommit>,
     /// Rate limits and the authentication lockout.
     pub limits: Arc<crate::limits::Limits>,
     /// The keys that verify the bank's customer assertions (hosted pages' sign-in).

@@ -11,6 +11,7 @@
 //! it, so `obgate audit verify` proves that no row was altered, removed or appended out of band.
 
 pub mod chain;
+pub mod group;
 pub mod routes;
 
 use serde::Serialize;

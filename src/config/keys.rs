@@ -148,7 +148,7 @@ pub const KEYS: &[KeySpec] = &[
         env: "OBGATE_OAUTH_SECRET_CACHE_TTL",
         default: Some("60s"),
         secret: false,
-        help: "how long a verified client secret skips argon2 (`0s` disables the cache)",
+        help: "how long a verified client secret skips argon2 after its last use (`0s` disables the cache)",
     },
     KeySpec {
         toml: "oauth.key_encryption_key",

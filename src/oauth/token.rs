@@ -132,8 +132,8 @@ pub async fn token(
         Err(e) => {
             let reason = e.code();
             state
-                .store
-                .append_audit(&audit_refusal(&state, &client_id, reason, &interaction))
+                .audit_group
+                .append(audit_refusal(&state, &client_id, reason, &interaction))
                 .await?;
             Err(e)
         }
@@ -202,7 +202,9 @@ async fn grant(
     )
     .on("access_token", claims.jti.clone())
     .interaction(Some(&interaction.0));
-    state.store.append_audit(&event).await?;
+    // Shared with concurrent issuances (one transaction for a burst), committed before the
+    // token is handed out.
+    state.audit_group.append(event).await?;
     Ok(Json(json!({
         "access_token": token,
         "token_type": "Bearer",

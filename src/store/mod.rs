@@ -50,6 +50,20 @@ pub enum StoreError {
     Other(#[source] sqlx::Error),
 }
 
+impl StoreError {
+    /// The same kind of error with the same message, for each of several callers that shared
+    /// one failed operation (the audit group commit). `sqlx::Error` is not `Clone`.
+    pub fn duplicate(&self) -> StoreError {
+        let again = |e: &sqlx::Error| sqlx::Error::Protocol(e.to_string());
+        match self {
+            StoreError::Conflict(c) => StoreError::Conflict(c.clone()),
+            StoreError::Unavailable(e) => StoreError::Unavailable(again(e)),
+            StoreError::Migrate(e) => StoreError::Other(sqlx::Error::Protocol(e.to_string())),
+            StoreError::Other(e) => StoreError::Other(again(e)),
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {

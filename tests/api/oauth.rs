@@ -145,6 +145,38 @@ async fn a_tpp_gets_client_credentials_tokens_with_basic_and_post() {
     assert!(!rows[0].to_string().contains(&token));
 }
 
+/// Concurrent issuances share audit transactions (group commit); each token is still in the
+/// log, once, before its response, and the chain stays whole.
+#[tokio::test]
+async fn concurrent_issuances_are_each_audited_once_in_an_unbroken_chain() {
+    let app = spawn().await;
+    let (id, secret) = register(&app, json!({"client_name": "Busy TPP"})).await;
+    let tokens = futures_util::future::join_all(
+        (0..48).map(|_| tpp_token(&app, &id, &secret, AuthType::BasicAuth)),
+    )
+    .await;
+    let mut jtis: Vec<String> = tokens
+        .into_iter()
+        .map(|t| claims(&t.unwrap())["jti"].as_str().unwrap().to_owned())
+        .collect();
+    jtis.sort();
+    // Read at once, without waiting: each row was committed before its token was answered.
+    let rows = app
+        .audit(&format!(
+            "action=token.issue&actor_id={id}&outcome=success&limit=100"
+        ))
+        .await;
+    let mut audited: Vec<String> = rows
+        .iter()
+        .map(|r| r["resource_id"].as_str().unwrap().to_owned())
+        .collect();
+    audited.sort();
+    assert_eq!(audited, jtis, "every issued token audited exactly once");
+    obgate::audit::chain::verify(app.store.as_ref())
+        .await
+        .expect("the chain verifies");
+}
+
 #[tokio::test]
 async fn client_authentication_failures_are_invalid_client_and_audited() {
     let app = spawn().await;
