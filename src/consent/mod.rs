@@ -107,7 +107,12 @@ pub async fn check_access(
         .get_consent(consent_id)
         .await
         .map_err(|e| Err(e.into()))?;
-    usable(consent.as_ref(), client_id, state.clock.now()).map_err(Ok)?;
+    usable(
+        consent.as_ref().map(ConsentRow::standing),
+        client_id,
+        state.clock.now(),
+    )
+    .map_err(Ok)?;
     let consent = consent.ok_or(Ok(Denial::NotFound))?;
     let customer = consent.customer_id.as_deref().unwrap_or("");
     let kyc = crate::kyc::status_of(state.store.as_ref(), customer)
@@ -117,16 +122,46 @@ pub async fn check_access(
     Ok(consent)
 }
 
+/// What [`usable`] reads of a consent: from a stored row, or from the gateway's smaller copy
+/// ([`crate::gateway::cache::GatewayConsent`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Standing<'a> {
+    /// The TPP that created it.
+    pub client_id: &'a str,
+    /// Its status code.
+    pub status: &'a str,
+    /// Deleted by the TPP.
+    pub deleted: bool,
+    /// `ExpirationDateTime`.
+    pub expiration_at: Option<Timestamp>,
+}
+
+impl ConsentRow {
+    /// What [`usable`] decides on.
+    pub fn standing(&self) -> Standing<'_> {
+        Standing {
+            client_id: &self.client_id,
+            status: &self.status,
+            deleted: self.deleted_at.is_some(),
+            expiration_at: self.expiration_at,
+        }
+    }
+}
+
 /// The consent's own checks: `client_id`'s, not deleted, `Authorised`, not expired at `now`.
-pub fn usable(consent: Option<&ConsentRow>, client_id: &str, now: Timestamp) -> Result<(), Denial> {
+pub fn usable(
+    consent: Option<Standing<'_>>,
+    client_id: &str,
+    now: Timestamp,
+) -> Result<(), Denial> {
     let consent = consent
         .filter(|c| c.client_id == client_id)
         .ok_or(Denial::NotFound)?;
-    if consent.deleted_at.is_some() {
+    if consent.deleted {
         return Err(Denial::Deleted);
     }
     if consent.status != ConsentStatus::Authorised.as_str() {
-        return Err(Denial::Status(consent.status.clone()));
+        return Err(Denial::Status(consent.status.to_owned()));
     }
     if consent.expiration_at.is_some_and(|t| t <= now) {
         return Err(Denial::Expired);

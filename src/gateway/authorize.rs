@@ -124,9 +124,13 @@ async fn decide(
         Ok(c) => c,
         Err(e) => return Err(Err(ApiError::from(e).into_response())),
     };
-    if let Err(denial) =
-        crate::consent::usable(consent.as_deref(), &claims.client_id, state.clock.now())
-    {
+    if let Err(denial) = crate::consent::usable(
+        consent
+            .as_deref()
+            .map(super::cache::GatewayConsent::standing),
+        &claims.client_id,
+        state.clock.now(),
+    ) {
         return Err(Ok(deny(denial)));
     }
     let Some(consent) = consent else {
@@ -165,8 +169,6 @@ async fn decide(
     }
     let account_ids: Vec<String> = consent
         .account_ids
-        .as_deref()
-        .unwrap_or("")
         .split_whitespace()
         .map(str::to_owned)
         .collect();
@@ -179,20 +181,14 @@ async fn decide(
             )));
         }
     }
-    let data: serde_json::Value = serde_json::from_str(&consent.data).unwrap_or_default();
-    let date = |f: &str| {
-        data.get(f)
-            .and_then(|v| v.as_str())
-            .and_then(crate::consent::parse_date_time)
-    };
     Ok(Grant {
         client_id: claims.client_id.clone(),
         consent_id,
         customer_id: claims.sub.clone(),
         account_ids,
         permissions,
-        from: date("TransactionFromDateTime"),
-        to: date("TransactionToDateTime"),
+        from: consent.from,
+        to: consent.to,
         matched,
     })
 }

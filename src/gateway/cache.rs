@@ -16,7 +16,11 @@
 //!   answer back: a generation counter, read before the load and checked after the insert,
 //!   catches the race.
 //!
-//! Caches are bounded (`gateway.cache_entries` per cache, least-recently-used out first).
+//! Caches are bounded (`gateway.cache_entries` per cache; quick_cache's S3-FIFO chooses what
+//! goes). quick_cache keeps an entry in a few dozen bytes beside its key and value, where the
+//! previous cache (moka) spent several hundred on its bookkeeping; with 100,000 tokens in
+//! rotation that was most of the node's memory (BENCHMARKS.md, scale row). The time-to-live
+//! is checked on every read: an entry past it is removed and reads as absent.
 
 use std::future::Future;
 use std::hash::Hash;
@@ -24,8 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::sync::Cache;
 use sha2::{Digest, Sha256};
+use std::time::Instant;
 
 use crate::events::invalidation::{Follower, Invalidation};
 use crate::kyc::KycStatus;
@@ -35,6 +39,66 @@ use crate::state::AppState;
 use crate::store::consents::ConsentRow;
 use crate::store::StoreError;
 
+/// The gateway's copy of a consent: only what its decisions read. A row carries the whole
+/// request (`Data`, `Risk`, the customer's IP…); with 100,000 consents in use that was a
+/// hundred megabytes of copies no decision looks at, and the transaction window was parsed
+/// out of `Data` on every request.
+#[derive(Debug)]
+pub struct GatewayConsent {
+    /// The TPP that created it.
+    pub client_id: String,
+    /// Its status code.
+    pub status: String,
+    /// Deleted by the TPP.
+    pub deleted: bool,
+    /// `ExpirationDateTime`.
+    pub expiration_at: Option<crate::clock::Timestamp>,
+    /// The customer who authorised it.
+    pub customer_id: Option<String>,
+    /// Space-separated permission codes, as stored.
+    pub permissions: String,
+    /// Space-separated account ids, as stored.
+    pub account_ids: String,
+    /// `TransactionFromDateTime`.
+    pub from: Option<crate::clock::Timestamp>,
+    /// `TransactionToDateTime`.
+    pub to: Option<crate::clock::Timestamp>,
+}
+
+impl From<ConsentRow> for GatewayConsent {
+    fn from(row: ConsentRow) -> Self {
+        let data: serde_json::Value = serde_json::from_str(&row.data).unwrap_or_default();
+        let date = |f: &str| {
+            data.get(f)
+                .and_then(|v| v.as_str())
+                .and_then(crate::consent::parse_date_time)
+        };
+        Self {
+            from: date("TransactionFromDateTime"),
+            to: date("TransactionToDateTime"),
+            deleted: row.deleted_at.is_some(),
+            expiration_at: row.expiration_at,
+            client_id: row.client_id,
+            status: row.status,
+            customer_id: row.customer_id,
+            permissions: row.permissions,
+            account_ids: row.account_ids.unwrap_or_default(),
+        }
+    }
+}
+
+impl GatewayConsent {
+    /// What [`crate::consent::usable`] decides on.
+    pub fn standing(&self) -> crate::consent::Standing<'_> {
+        crate::consent::Standing {
+            client_id: &self.client_id,
+            status: &self.status,
+            deleted: self.deleted,
+            expiration_at: self.expiration_at,
+        }
+    }
+}
+
 /// The gateway's decision caches.
 pub struct DecisionCache {
     enabled: bool,
@@ -42,7 +106,7 @@ pub struct DecisionCache {
     generation: AtomicU64,
     tokens: Cache<[u8; 32], Arc<AccessClaims>>,
     revoked: Cache<String, ()>,
-    consents: Cache<String, Arc<ConsentRow>>,
+    consents: Cache<String, Arc<GatewayConsent>>,
     kyc: Cache<String, KycStatus>,
     metrics: Arc<Metrics>,
 }
@@ -59,15 +123,65 @@ impl std::fmt::Debug for DecisionCache {
     }
 }
 
+/// A bounded concurrent cache whose entries live at most `ttl` from their insertion.
+struct Cache<K, V> {
+    entries: quick_cache::sync::Cache<K, (V, Instant)>,
+    ttl: Duration,
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
+        let (value, born) = self.entries.get(key)?;
+        if born.elapsed() < self.ttl {
+            return Some(value);
+        }
+        self.entries.remove(key);
+        None
+    }
+
+    fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
+        self.get(key).is_some()
+    }
+
+    fn insert(&self, key: K, value: V) {
+        self.entries.insert(key, (value, Instant::now()));
+    }
+
+    fn invalidate<Q>(&self, key: &Q)
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
+        self.entries.remove(key);
+    }
+
+    fn invalidate_all(&self) {
+        self.entries.clear();
+    }
+
+    fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 fn cache<K, V>(ttl: Duration, capacity: u64) -> Cache<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
+    K: Hash + Eq + Clone,
+    V: Clone,
 {
-    Cache::builder()
-        .max_capacity(capacity)
-        .time_to_live(ttl.max(Duration::from_millis(1)))
-        .build()
+    Cache {
+        entries: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
+        ttl: ttl.max(Duration::from_millis(1)),
+    }
 }
 
 impl DecisionCache {
@@ -140,9 +254,13 @@ impl DecisionCache {
         &self,
         state: &AppState,
         consent_id: &str,
-    ) -> Result<Option<Arc<ConsentRow>>, StoreError> {
+    ) -> Result<Option<Arc<GatewayConsent>>, StoreError> {
         self.get_or_load("consent", &self.consents, consent_id.to_owned(), || async {
-            Ok(state.store.get_consent(consent_id).await?.map(Arc::new))
+            Ok(state
+                .store
+                .get_consent(consent_id)
+                .await?
+                .map(|row| Arc::new(GatewayConsent::from(row))))
         })
         .await
     }

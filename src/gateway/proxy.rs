@@ -362,16 +362,14 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             return ApiError::BadGateway.into_response();
         }
     };
-    let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let Ok(body) = super::filter::reshape(&bytes, &grant, state.config.public_base()) else {
         tracing::warn!("upstream answered malformed JSON");
         return ApiError::BadGateway.into_response();
     };
-    super::filter::apply(&mut body, &grant);
-    super::filter::rewrite_links(&mut body, state.config.public_base());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        body,
     )
         .into_response()
 }

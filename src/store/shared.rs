@@ -524,7 +524,8 @@ macro_rules! shared_store_impl {
                     })
                     .collect();
                 // 13 values a row: 500 rows stay far below both databases' bind limits.
-                for chunk in records.chunks(500) {
+                const CHUNK: usize = 500;
+                for chunk in records.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO audit (seq, id, occurred_at, actor_type, actor_id, action, \
                          resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash) ",
@@ -544,7 +545,13 @@ macro_rules! shared_store_impl {
                             .push_bind(&r.prev_hash)
                             .push_bind(&r.hash);
                     });
-                    q.build().execute(&mut *tx).await?;
+                    // Only the full-size statement is kept prepared: every other batch size
+                    // is its own SQL text, and caching each (a compiled statement of up to
+                    // 6,500 parameters) grew a busy node by tens of megabytes.
+                    q.build()
+                        .persistent(chunk.len() == CHUNK)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE id = 1")
                     .bind(&prev)

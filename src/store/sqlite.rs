@@ -90,7 +90,12 @@ impl SqliteStore {
             crate::store::monitoring::MONITORED_COLUMNS
         ));
         Self::push_monitored(&mut q, rows);
-        Ok(q.build().execute(&self.writer).await?.rows_affected())
+        // Each batch size is its own SQL text: not kept prepared (see append_audit_batch).
+        Ok(q.build()
+            .persistent(false)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
