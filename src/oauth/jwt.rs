@@ -98,7 +98,32 @@ pub fn sign(set: &KeySet, claims: &AccessClaims) -> Result<String, jsonwebtoken:
     let mut header = Header::new(set.active.alg);
     header.typ = Some("at+jwt".into());
     header.kid = Some(set.active.kid.clone());
-    jsonwebtoken::encode(&header, claims, &set.active.encoding)
+    match &set.active.es256 {
+        Some(key) => sign_es256(key, &header, claims),
+        None => jsonwebtoken::encode(&header, claims, &set.active.encoding),
+    }
+}
+
+/// The JWS compact serialisation jsonwebtoken writes (RFC 7515 §7.1: base64url of the
+/// header's and the claims' JSON, and of the 64-byte r‖s signature), signed with a key parsed
+/// once (see `ActiveKey::es256`). A test holds it to jsonwebtoken's own output.
+fn sign_es256(
+    key: &p256::ecdsa::SigningKey,
+    header: &Header,
+    claims: &AccessClaims,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    use base64::Engine;
+    use p256::ecdsa::signature::Signer;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let message = format!(
+        "{}.{}",
+        b64(&serde_json::to_vec(header)?),
+        b64(&serde_json::to_vec(claims)?)
+    );
+    let signature: p256::ecdsa::Signature = key
+        .try_sign(message.as_bytes())
+        .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey)?;
+    Ok(format!("{message}.{}", b64(&signature.to_bytes())))
 }
 
 /// The header fields verification needs, checked for type; the caller then looks up the key.
@@ -215,10 +240,14 @@ mod tests {
         let kek = EncryptionKey::new([3; 32], false);
         let row = generate(alg, "active", Timestamp::from_millis(0), &kek).unwrap();
         let der = crate::crypto::open(&kek, row.kid.as_bytes(), &row.private_key).unwrap();
+        fixture_from(row, &der)
+    }
+
+    fn fixture_from(row: crate::store::SigningKeyRow, der: &[u8]) -> Fixture {
         let verifier = decoding_key(&row).unwrap();
-        let encoding = match alg {
-            SigningAlg::Es256 => EncodingKey::from_ec_der(&der),
-            SigningAlg::Ps256 => EncodingKey::from_rsa_der(&der),
+        let encoding = match verifier.0 {
+            Algorithm::ES256 => EncodingKey::from_ec_der(der),
+            _ => EncodingKey::from_rsa_der(der),
         };
         Fixture {
             kid: row.kid,
@@ -265,6 +294,46 @@ mod tests {
             &expected,
             Timestamp::from_millis(at * 1000),
         )
+    }
+
+    #[test]
+    fn es256_signing_with_the_kept_key_writes_what_jsonwebtoken_writes() {
+        let kek = EncryptionKey::new([3; 32], false);
+        let row = generate(SigningAlg::Es256, "active", Timestamp::from_millis(0), &kek).unwrap();
+        let der = crate::crypto::open(&kek, row.kid.as_bytes(), &row.private_key).unwrap();
+        let key: p256::ecdsa::SigningKey =
+            p256::pkcs8::DecodePrivateKey::from_pkcs8_der(&der).unwrap();
+        let f = fixture_from(row, &der);
+        let mut h = Header::new(Algorithm::ES256);
+        h.typ = Some("at+jwt".into());
+        h.kid = Some(f.kid.clone());
+        let ours = sign_es256(&key, &h, &claims()).unwrap();
+        let theirs = jsonwebtoken::encode(&h, &claims(), &f.encoding).unwrap();
+        let signed = |t: &str| t.rsplit_once('.').unwrap().0.to_owned();
+        assert_eq!(
+            signed(&ours),
+            signed(&theirs),
+            "same header and claims, byte for byte"
+        );
+        assert_eq!(
+            B64.decode(ours.rsplit_once('.').unwrap().1).unwrap().len(),
+            64,
+            "r‖s"
+        );
+        assert_eq!(
+            check(&f, &ours, NOW),
+            Ok(claims()),
+            "verifies with the published key"
+        );
+        // A signature over other claims does not carry over.
+        let mut other = claims();
+        other.sub = "someone-else".into();
+        let forged = format!(
+            "{}.{}",
+            signed(&sign_es256(&key, &h, &other).unwrap()),
+            ours.rsplit_once('.').unwrap().1
+        );
+        assert_eq!(check(&f, &forged, NOW), Err(TokenError::BadSignature));
     }
 
     #[test]

@@ -54,6 +54,11 @@ pub struct ActiveKey {
     pub alg: Algorithm,
     /// The decrypted private key.
     pub encoding: EncodingKey,
+    /// An ES256 key, parsed once. jsonwebtoken's pure-Rust backend parses the PKCS#8 bytes on
+    /// every signature, and parsing derives the public key: a second P-256 scalar
+    /// multiplication per token, about a quarter of the token endpoint's CPU
+    /// (BENCHMARKS.md, token row). [`super::jwt::sign`] signs with this one instead.
+    pub es256: Option<p256::ecdsa::SigningKey>,
 }
 
 /// One node's view of the keys.
@@ -303,10 +308,18 @@ impl Keys {
                     Algorithm::PS256 => EncodingKey::from_rsa_der(&der),
                     _ => EncodingKey::from_ec_der(&der),
                 };
+                let es256 = match alg {
+                    Algorithm::ES256 => Some(
+                        p256::pkcs8::DecodePrivateKey::from_pkcs8_der(&der)
+                            .map_err(|e| KeyError::Crypto(format!("ES256 key {}: {e}", row.kid)))?,
+                    ),
+                    _ => None,
+                };
                 active = Some(ActiveKey {
                     kid: row.kid.clone(),
                     alg,
                     encoding,
+                    es256,
                 });
             }
         }
