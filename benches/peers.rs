@@ -286,14 +286,10 @@ async fn main() {
     // Idle memory: a first sandbox start (it seeds the demo data, hashing the demo client's
     // secret with argon2), then a restart on that data; each settled for 3 s.
     let idle = want("idle").then(|| {
-        let mut n = Node::start(&[]);
+        let n = Node::start(&[]);
         std::thread::sleep(Duration::from_secs(3));
         let first = n.rss_mib();
-        let _ = n.child.kill();
-        let _ = n.child.wait();
-        let dir = std::mem::replace(&mut n.dir, tempfile::tempdir().unwrap());
-        drop(n);
-        let again = Node::start_in(dir, &[]);
+        let again = n.restart(&[]);
         std::thread::sleep(Duration::from_secs(3));
         (first, again.rss_mib())
     });
@@ -617,7 +613,7 @@ async fn scale_row(small_url: &str, small_script: &std::path::Path, rounds: usiz
         ("OBGATE_PUBLIC_URL", "http://127.0.0.1:18095"),
         ("OBGATE_GATEWAY_CACHE_TTL", "5m"),
     ];
-    let mut node = Node::start(&env);
+    let node = Node::start(&env);
     let api = Api {
         http: reqwest::Client::new(),
         base: node.base.clone(),
@@ -669,11 +665,7 @@ async fn scale_row(small_url: &str, small_script: &std::path::Path, rounds: usiz
     let (small, load) = (median_by(smalls, |l| l.rps), median_by(loads, |l| l.rps));
     let rss = node.rss_mib();
     println!("scale: {load:?}, RSS {rss:.1} MiB; again with the default cache TTL");
-    let _ = node.child.kill();
-    let _ = node.child.wait();
-    let dir = std::mem::replace(&mut node.dir, tempfile::tempdir().unwrap());
-    drop(node);
-    let node = Node::start_in(dir, &env[..3]);
+    let node = node.restart(&env[..3]);
     let accounts = format!("{}/open-banking/v3.1/aisp/accounts", node.base);
     let default_ttl = scale::wrk_script(&accounts, &script);
     let default_ttl_rss = node.rss_mib();

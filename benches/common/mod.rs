@@ -81,6 +81,15 @@ impl Node {
         panic!("obgate did not become ready");
     }
 
+    /// Stops the node and starts it again on the same data, with `env`.
+    pub fn restart(mut self, env: &[(&str, &str)]) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        drop(self);
+        Self::start_in(dir, env)
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -26,10 +26,9 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use std::time::Instant;
 
 use crate::events::invalidation::{Follower, Invalidation};
 use crate::kyc::KycStatus;
