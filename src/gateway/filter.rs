@@ -146,25 +146,38 @@ pub fn reshape(
         return serde_json::to_vec(&body);
     };
     let mut out = Vec::with_capacity(bytes.len());
+    write_object(&mut out, &top, |out, key, raw| match key {
+        "Data" => write_data(out, raw, grant),
+        "Links" => {
+            let mut links: Value = serde_json::from_str(raw.get())?;
+            relink(&mut links, public_base);
+            serde_json::to_writer(out, &links)
+        }
+        _ => {
+            out.extend_from_slice(raw.get().as_bytes());
+            Ok(())
+        }
+    })?;
+    Ok(out)
+}
+
+/// Writes an object member by member, each value as `value` writes it.
+fn write_object<'a>(
+    out: &mut Vec<u8>,
+    members: &RawObject<'a>,
+    mut value: impl FnMut(&mut Vec<u8>, &str, &'a RawValue) -> Result<(), serde_json::Error>,
+) -> Result<(), serde_json::Error> {
     out.push(b'{');
-    for (i, (key, raw)) in top.iter().enumerate() {
+    for (i, (key, raw)) in members.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, key)?;
+        serde_json::to_writer(&mut *out, key)?;
         out.push(b':');
-        match key.as_ref() {
-            "Data" => write_data(&mut out, raw, grant)?,
-            "Links" => {
-                let mut links: Value = serde_json::from_str(raw.get())?;
-                relink(&mut links, public_base);
-                serde_json::to_writer(&mut out, &links)?;
-            }
-            _ => out.extend_from_slice(raw.get().as_bytes()),
-        }
+        value(out, key, raw)?;
     }
     out.push(b'}');
-    Ok(out)
+    Ok(())
 }
 
 /// `Data` with the shape's item list filtered; everything else in it copied through.
@@ -180,20 +193,19 @@ fn write_data(out: &mut Vec<u8>, raw: &RawValue, grant: &Grant) -> Result<(), se
         out.extend_from_slice(raw.get().as_bytes());
         return Ok(());
     };
-    out.push(b'{');
-    for (i, (key, raw)) in data.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    write_object(out, &data, |out, key, raw| {
+        // Only the shape's list is read; every other member is copied as it came.
+        let items = (key == items_key)
+            .then(|| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
+            .flatten();
+        match items {
+            Some(items) => write_items(out, &items, shape, grant),
+            None => {
+                out.extend_from_slice(raw.get().as_bytes());
+                Ok(())
+            }
         }
-        serde_json::to_writer(&mut *out, key)?;
-        out.push(b':');
-        match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-            Ok(items) if key == items_key => write_items(out, &items, shape, grant)?,
-            _ => out.extend_from_slice(raw.get().as_bytes()),
-        }
-    }
-    out.push(b'}');
-    Ok(())
+    })
 }
 
 /// The items the grant shows, as [`apply`] keeps and trims them. An item that needs no
