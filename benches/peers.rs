@@ -249,6 +249,8 @@ async fn revocation_latency(pg: &str, n: usize) -> (f64, f64, usize) {
 
 /// The rows to measure: `BENCH_ROWS` (comma-separated: idle, gateway, token, attack,
 /// revocation, scale), all by default. Only a run of every row writes `BENCHMARKS.md`.
+/// `BENCH_ROWS=hold` measures nothing: it seeds the node and keeps it up until Ctrl-C, for a
+/// profiler to attach to while a load runs by hand.
 const ROWS: [&str; 6] = ["idle", "gateway", "token", "attack", "revocation", "scale"];
 
 #[tokio::main(flavor = "current_thread")]
@@ -258,7 +260,10 @@ async fn main() {
         .map(|v| v.split(',').map(|r| r.trim().to_owned()).collect())
         .unwrap_or_else(|_| ROWS.iter().map(|r| (*r).to_owned()).collect());
     for r in &rows {
-        assert!(ROWS.contains(&r.as_str()), "BENCH_ROWS: unknown row {r}");
+        assert!(
+            ROWS.contains(&r.as_str()) || r == "hold",
+            "BENCH_ROWS: unknown row {r}"
+        );
     }
     let want = |row: &str| rows.iter().any(|r| r == row);
     let rounds: usize = std::env::var("BENCH_ROUNDS")
@@ -308,9 +313,25 @@ async fn main() {
     };
     let s = api.seed(upstream_accounts).await;
     let token = api.token(&s, Some(&Api::details(&s.consent))).await;
-    println!("obgate seeded; measuring obgate and the peers, {rounds} rounds");
     let accounts = format!("{}/open-banking/v3.1/aisp/accounts", node.base);
     let auth = format!("Authorization: Bearer {token}");
+    if want("hold") {
+        println!(
+            "obgate seeded and held (pid {}) until Ctrl-C; its log: {}/obgate.log\n\
+             gateway: {} wrk {accounts} '{auth}'\n\
+             tokens:  {} wrk-token {}/oauth2/token {} {}",
+            node.child.id(),
+            node.path().display(),
+            peers_script().display(),
+            peers_script().display(),
+            node.base,
+            s.client_id,
+            s.secret,
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    }
+    println!("obgate seeded; measuring obgate and the peers, {rounds} rounds");
 
     // Compared loads run in rounds, one of each per round, and each reports its median
     // round: on a shared machine the CPU available drifts over minutes (runs of the same

@@ -329,6 +329,7 @@ async fn client(cmd: ClientCommand, store: Arc<dyn Store>, config: &Config) -> R
         hasher: &hasher,
         mode: config.mode,
         grace: config.oauth.secret_rotation_grace,
+        cache: None,
     };
     let actor = cli_actor();
     let usage = |e: crate::error::ApiError| match e {

@@ -44,7 +44,7 @@ struct CacheLabels {
 }
 
 /// The gateway's decision caches, in the order [`Metrics::cache_lookup`] indexes them.
-const CACHES: [&str; 3] = ["token", "consent", "kyc"];
+const CACHES: [&str; 4] = ["token", "consent", "kyc", "client"];
 
 fn latency_histogram() -> Histogram {
     Histogram::new([
@@ -64,7 +64,7 @@ pub struct Metrics {
     decision_latency: Histogram,
     upstream_latency: Histogram,
     /// `[cache][hit, miss]`, resolved once so the hot path does not build labels.
-    cache_lookups: [[Counter; 2]; 3],
+    cache_lookups: [[Counter; 2]; 4],
 }
 
 impl Default for Metrics {
@@ -124,7 +124,7 @@ impl Metrics {
         let lookups = Family::<CacheLabels, Counter>::default();
         registry.register(
             "gateway_cache_lookups",
-            "Gateway decision-cache lookups by cache (token, consent, kyc) and result (hit, miss)",
+            "Decision-cache lookups by cache (token, consent, kyc, client) and result (hit, miss)",
             lookups.clone(),
         );
         let counter = |cache: &str, result: &str| {

@@ -54,6 +54,7 @@ impl AppState {
             hasher: &self.hasher,
             mode: self.config.mode,
             grace: self.config.oauth.secret_rotation_grace,
+            cache: Some(&self.decisions),
         }
     }
 }

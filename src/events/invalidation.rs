@@ -23,6 +23,8 @@ pub enum Invalidation {
     Token(String),
     /// Access tokens were revoked in bulk (a refresh-token family, a consent's tokens).
     Tokens,
+    /// An OAuth client's registration (disabled, secret rotated, keys or grants changed).
+    Client(String),
 }
 
 impl Invalidation {
@@ -33,6 +35,7 @@ impl Invalidation {
             Invalidation::Customer(id) => format!("customer:{id}"),
             Invalidation::Token(jti) => format!("token:{jti}"),
             Invalidation::Tokens => "tokens".to_owned(),
+            Invalidation::Client(id) => format!("client:{id}"),
         }
     }
 
@@ -50,6 +53,7 @@ impl Invalidation {
             "consent" => Some(Invalidation::Consent(id.to_owned())),
             "customer" => Some(Invalidation::Customer(id.to_owned())),
             "token" => Some(Invalidation::Token(id.to_owned())),
+            "client" => Some(Invalidation::Client(id.to_owned())),
             _ => None,
         }
     }
@@ -98,6 +102,7 @@ mod tests {
             Invalidation::Customer("cus_2".into()),
             Invalidation::Token("jti:with:colons".into()),
             Invalidation::Tokens,
+            Invalidation::Client("cl_3".into()),
         ] {
             assert_eq!(Invalidation::from_payload(&i.to_payload()), Some(i));
         }

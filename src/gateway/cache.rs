@@ -16,6 +16,10 @@
 //!   answer back: a generation counter, read before the load and checked after the insert,
 //!   catches the race.
 //!
+//! The token endpoint reads client registrations from here too ([`DecisionCache::client`]):
+//! it was one database round trip per issued token, and the same news (a client disabled,
+//! its secret rotated) removes the entry on every node.
+//!
 //! Caches are bounded (`gateway.cache_entries` per cache; quick_cache's S3-FIFO chooses what
 //! goes). quick_cache keeps an entry in a few dozen bytes beside its key and value, where the
 //! previous cache (moka) spent several hundred on its bookkeeping; with 100,000 tokens in
@@ -36,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::oauth::jwt::{AccessClaims, TokenError};
 use crate::state::AppState;
 use crate::store::consents::ConsentRow;
+use crate::store::ClientRow;
 use crate::store::StoreError;
 
 /// The gateway's copy of a consent: only what its decisions read. A row carries the whole
@@ -107,6 +112,7 @@ pub struct DecisionCache {
     revoked: Cache<String, ()>,
     consents: Cache<String, Arc<GatewayConsent>>,
     kyc: Cache<String, KycStatus>,
+    clients: Cache<String, Arc<ClientRow>>,
     metrics: Arc<Metrics>,
 }
 
@@ -196,6 +202,7 @@ impl DecisionCache {
             revoked: cache(ttl, capacity),
             consents: cache(ttl, capacity),
             kyc: cache(ttl, capacity),
+            clients: cache(ttl, capacity),
             metrics,
         }
     }
@@ -210,6 +217,7 @@ impl DecisionCache {
         self.tokens.invalidate_all();
         self.consents.invalidate_all();
         self.kyc.invalidate_all();
+        self.clients.invalidate_all();
     }
 
     /// Serves `cache[key]`, or loads it and (if no invalidation raced the load) keeps it.
@@ -276,6 +284,18 @@ impl DecisionCache {
         .await
     }
 
+    /// A client's registration, disabled ones included (`None`: no such client).
+    pub async fn client(
+        &self,
+        state: &AppState,
+        client_id: &str,
+    ) -> Result<Option<Arc<ClientRow>>, StoreError> {
+        self.get_or_load("client", &self.clients, client_id.to_owned(), || async {
+            Ok(state.store.get_client(client_id).await?.map(Arc::new))
+        })
+        .await
+    }
+
     /// A verified access token: signature, claims and revocation as
     /// [`crate::oauth::token::verify_access_token`] checks them, with `exp`/`nbf` checked
     /// against obgate's clock on every use.
@@ -307,6 +327,7 @@ impl Follower for DecisionCache {
             // for as long as an entry that holds it can live.
             Invalidation::Token(jti) => self.revoked.insert(jti.clone(), ()),
             Invalidation::Tokens => self.tokens.invalidate_all(),
+            Invalidation::Client(id) => self.clients.invalidate(id),
         }
     }
 

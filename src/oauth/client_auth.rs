@@ -83,8 +83,8 @@ impl SecretCache {
 /// An authenticated client.
 #[derive(Clone, Debug)]
 pub struct Authenticated {
-    /// Its stored row.
-    pub client: ClientRow,
+    /// Its stored row (shared with the registration cache).
+    pub client: std::sync::Arc<ClientRow>,
     /// The method it used.
     pub method: &'static str,
 }
@@ -286,48 +286,28 @@ async fn verify(
         }
     };
     let generic = "client authentication failed";
-    let row = state.store.get_client(&id).await?;
+    let row = state.decisions.client(state, &id).await?;
     let now = state.clock.now();
 
-    let Some(client) = row else {
+    let Some(mut client) = row else {
         // Same work as for a real client, so timing does not reveal which ids exist.
         state.hasher.verify(&secret, None).await;
         deny(state, &id, "unknown_client", interaction).await?;
         return Err(invalid_client(basic, generic));
     };
-    let mut candidates = vec![];
-    if let Some(h) = &client.secret_hash {
-        candidates.push(h.clone());
-    }
-    if let (Some(h), Some(until)) = (
-        &client.previous_secret_hash,
-        client.previous_secret_expires_at,
-    ) {
-        if until > now {
-            candidates.push(h.clone());
-        }
-    }
-    let mut verified = false;
-    for phc in &candidates {
-        let key = cache_key(&client.client_id, &secret, phc);
-        if state
-            .secret_cache
-            .hit(&key, now, state.config.oauth.secret_cache_ttl)
-        {
-            verified = true;
-            break;
-        }
-        if state.hasher.verify(&secret, Some(phc)).await {
-            let ttl = state.config.oauth.secret_cache_ttl;
-            if !ttl.is_zero() {
-                state.secret_cache.insert(key, now.plus(ttl), now);
+    let mut verified = secret_matches(state, &client, &secret, now).await;
+    if !verified {
+        // The cached registration may predate a change made where this node does not hear
+        // of it (`obgate client rotate-secret` on SQLite): a new secret must work at once,
+        // so a failure is checked once more against the stored row.
+        if let Some(fresh) = state.store.get_client(&id).await? {
+            if fresh.updated_at != client.updated_at {
+                use crate::events::invalidation::{Follower, Invalidation};
+                state.decisions.apply(&Invalidation::Client(id.clone()));
+                client = std::sync::Arc::new(fresh);
+                verified = secret_matches(state, &client, &secret, now).await;
             }
-            verified = true;
-            break;
         }
-    }
-    if candidates.is_empty() {
-        state.hasher.verify(&secret, None).await;
     }
     let reason = if !verified {
         Some("wrong_secret")
@@ -345,6 +325,47 @@ async fn verify(
     Ok(Authenticated { client, method })
 }
 
+/// Whether `secret` is the client's current secret, or its previous one inside the grace
+/// period. A pair verified before is answered from the secret cache; otherwise argon2 runs
+/// (also when the client has no secret, so timing says nothing about that).
+async fn secret_matches(
+    state: &AppState,
+    client: &ClientRow,
+    secret: &str,
+    now: crate::clock::Timestamp,
+) -> bool {
+    let mut candidates = vec![];
+    if let Some(h) = &client.secret_hash {
+        candidates.push(h.as_str());
+    }
+    if let (Some(h), Some(until)) = (
+        &client.previous_secret_hash,
+        client.previous_secret_expires_at,
+    ) {
+        if until > now {
+            candidates.push(h.as_str());
+        }
+    }
+    if candidates.is_empty() {
+        state.hasher.verify(secret, None).await;
+        return false;
+    }
+    let ttl = state.config.oauth.secret_cache_ttl;
+    for phc in candidates {
+        let key = cache_key(&client.client_id, secret, phc);
+        if state.secret_cache.hit(&key, now, ttl) {
+            return true;
+        }
+        if state.hasher.verify(secret, Some(phc)).await {
+            if !ttl.is_zero() {
+                state.secret_cache.insert(key, now.plus(ttl), now);
+            }
+            return true;
+        }
+    }
+    false
+}
+
 /// `private_key_jwt`: the client's registered keys verify the assertion.
 async fn authenticate_assertion(
     state: &AppState,
@@ -352,7 +373,7 @@ async fn authenticate_assertion(
     assertion: &str,
     interaction: Option<&str>,
 ) -> Result<Authenticated, ApiError> {
-    let Some(client) = state.store.get_client(id).await? else {
+    let Some(client) = state.decisions.client(state, id).await? else {
         deny(state, id, "unknown_client", interaction).await?;
         return Err(invalid_client(false, "client authentication failed"));
     };

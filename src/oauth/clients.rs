@@ -118,6 +118,10 @@ pub struct Clients<'a> {
     pub mode: Mode,
     /// Old secret validity after rotation.
     pub grace: Duration,
+    /// This node's cache of registrations, told of each change as it commits (the store
+    /// tells the other nodes). `None` in the CLI, a process with no cache of its own: a
+    /// running SQLite node then sees the change when its entry expires (`gateway.cache_ttl`).
+    pub cache: Option<&'a crate::gateway::cache::DecisionCache>,
 }
 
 fn invalid(fields: Vec<FieldError>) -> ApiError {
@@ -485,7 +489,16 @@ impl Clients<'_> {
         if !self.store.update_client(&row, &audit).await? {
             return Err(not_found(client_id));
         }
+        self.changed(client_id);
         Ok(ClientView::of(&row))
+    }
+
+    /// Drops this node's cached copy of a registration that just changed.
+    fn changed(&self, client_id: &str) {
+        use crate::events::invalidation::{Follower, Invalidation};
+        if let Some(cache) = self.cache {
+            cache.apply(&Invalidation::Client(client_id.to_owned()));
+        }
     }
 
     /// Disables a client: refused everywhere from the next request on. Idempotent.
@@ -503,6 +516,7 @@ impl Clients<'_> {
         row.updated_at = now;
         let audit = self.event(actor, "oauth_client.disable", client_id);
         self.store.update_client(&row, &audit).await?;
+        self.changed(client_id);
         Ok(ClientView::of(&row))
     }
 
@@ -533,6 +547,7 @@ impl Clients<'_> {
         row.updated_at = now;
         let audit = self.event(actor, "oauth_client.rotate_secret", client_id);
         self.store.update_client(&row, &audit).await?;
+        self.changed(client_id);
         Ok((ClientView::of(&row), secret))
     }
 }

@@ -108,22 +108,23 @@ pub fn sign(set: &KeySet, claims: &AccessClaims) -> Result<String, jsonwebtoken:
 /// header's and the claims' JSON, and of the 64-byte r‖s signature), signed with a key parsed
 /// once (see `ActiveKey::es256`). A test holds it to jsonwebtoken's own output.
 fn sign_es256(
-    key: &p256::ecdsa::SigningKey,
+    key: &ring::signature::EcdsaKeyPair,
     header: &Header,
     claims: &AccessClaims,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     use base64::Engine;
-    use p256::ecdsa::signature::Signer;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let message = format!(
         "{}.{}",
         b64(&serde_json::to_vec(header)?),
         b64(&serde_json::to_vec(claims)?)
     );
-    let signature: p256::ecdsa::Signature = key
-        .try_sign(message.as_bytes())
+    // ECDSA_P256_SHA256_FIXED_SIGNING: the 64-byte r‖s form JWS wants (RFC 7518 §3.4), with
+    // a fresh random nonce per signature.
+    let signature = key
+        .sign(&ring::rand::SystemRandom::new(), message.as_bytes())
         .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey)?;
-    Ok(format!("{message}.{}", b64(&signature.to_bytes())))
+    Ok(format!("{message}.{}", b64(signature.as_ref())))
 }
 
 /// The header fields verification needs, checked for type; the caller then looks up the key.
@@ -301,8 +302,7 @@ mod tests {
         let kek = EncryptionKey::new([3; 32], false);
         let row = generate(SigningAlg::Es256, "active", Timestamp::from_millis(0), &kek).unwrap();
         let der = crate::crypto::open(&kek, row.kid.as_bytes(), &row.private_key).unwrap();
-        let key: p256::ecdsa::SigningKey =
-            p256::pkcs8::DecodePrivateKey::from_pkcs8_der(&der).unwrap();
+        let key = crate::oauth::keys::es256_key_pair(&der).unwrap();
         let f = fixture_from(row, &der);
         let mut h = Header::new(Algorithm::ES256);
         h.typ = Some("at+jwt".into());

@@ -54,11 +54,12 @@ pub struct ActiveKey {
     pub alg: Algorithm,
     /// The decrypted private key.
     pub encoding: EncodingKey,
-    /// An ES256 key, parsed once. jsonwebtoken's pure-Rust backend parses the PKCS#8 bytes on
-    /// every signature, and parsing derives the public key: a second P-256 scalar
-    /// multiplication per token, about a quarter of the token endpoint's CPU
-    /// (BENCHMARKS.md, token row). [`super::jwt::sign`] signs with this one instead.
-    pub es256: Option<p256::ecdsa::SigningKey>,
+    /// An ES256 key, parsed once, in ring's form. jsonwebtoken's pure-Rust backend parses the
+    /// PKCS#8 bytes on every signature (parsing derives the public key: a second P-256 scalar
+    /// multiplication per token), and the pure-Rust P-256 arithmetic itself was half the token
+    /// endpoint's CPU; ring signs with its assembly P-256 (BENCHMARKS.md, token row).
+    /// [`super::jwt::sign`] signs with this one.
+    pub es256: Option<ring::signature::EcdsaKeyPair>,
 }
 
 /// One node's view of the keys.
@@ -152,6 +153,22 @@ pub fn generate(
         activated_at: (state == "active").then_some(now),
         retired_at: None,
     })
+}
+
+/// ring's form of a stored ES256 key (PKCS#8 DER as [`generate`] writes it). The scalar and
+/// the public point go in separately: ring's own PKCS#8 reader wants the optional public key
+/// inside the document, which other writers of P-256 keys leave out.
+pub(crate) fn es256_key_pair(der: &[u8]) -> Result<ring::signature::EcdsaKeyPair, String> {
+    let sk: p256::ecdsa::SigningKey =
+        p256::pkcs8::DecodePrivateKey::from_pkcs8_der(der).map_err(|e| e.to_string())?;
+    let public = sk.verifying_key().to_encoded_point(false);
+    ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &sk.to_bytes(),
+        public.as_bytes(),
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 pub(crate) fn decoding_key(row: &SigningKeyRow) -> Result<(Algorithm, DecodingKey), KeyError> {
@@ -310,7 +327,7 @@ impl Keys {
                 };
                 let es256 = match alg {
                     Algorithm::ES256 => Some(
-                        p256::pkcs8::DecodePrivateKey::from_pkcs8_der(&der)
+                        es256_key_pair(&der)
                             .map_err(|e| KeyError::Crypto(format!("ES256 key {}: {e}", row.kid)))?,
                     ),
                     _ => None,

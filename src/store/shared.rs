@@ -411,6 +411,13 @@ macro_rules! shared_store_impl {
                     return Ok(false);
                 }
                 Self::append_audit_in(&mut tx, audit).await?;
+                Self::notify_in(
+                    &mut tx,
+                    &[$crate::events::invalidation::Invalidation::Client(
+                        c.client_id.clone(),
+                    )],
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -545,11 +552,13 @@ macro_rules! shared_store_impl {
                             .push_bind(&r.prev_hash)
                             .push_bind(&r.hash);
                     });
-                    // Only the full-size statement is kept prepared: every other batch size
-                    // is its own SQL text, and caching each (a compiled statement of up to
-                    // 6,500 parameters) grew a busy node by tens of megabytes.
+                    // Kept prepared: the full-size statement, and the small ones a group
+                    // commit of token issuances writes (compiling those was a share of every
+                    // commit). Every other batch size is its own SQL text, and caching each
+                    // (a compiled statement of up to 6,500 parameters) grew a busy node by
+                    // tens of megabytes.
                     q.build()
-                        .persistent(chunk.len() == CHUNK)
+                        .persistent(chunk.len() == CHUNK || chunk.len() <= 16)
                         .execute(&mut *tx)
                         .await?;
                 }

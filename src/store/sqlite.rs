@@ -27,11 +27,13 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// (or an I/O error), SQLite may roll the transaction back itself; sqlx's own `ROLLBACK` then
 /// fails and leaves the connection believing a transaction is open, so every later `BEGIN` on
 /// it would fail. Such a connection is closed instead, and the pool opens a fresh one. The
-/// ping runs after the rollback sqlx queued when the transaction was dropped.
+/// ping runs after the rollback sqlx queued when the transaction was dropped. A connection
+/// whose transaction committed has nothing queued and is known clean without the ping (a
+/// round trip to its worker thread on every write).
 async fn still_usable(conn: &mut sqlx::SqliteConnection) -> bool {
     use sqlx::{Connection, TransactionManager};
-    conn.ping().await.is_ok()
-        && <sqlx::Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0
+    let depth = <sqlx::Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth;
+    depth(conn) == 0 || (conn.ping().await.is_ok() && depth(conn) == 0)
 }
 
 /// The SQLite implementation of [`super::Store`].
@@ -55,14 +57,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // No ping before each acquire (sqlx's default): a SQLite connection is a file handle
+        // in this process that cannot hang up, and the ping was a round trip to the
+        // connection's worker thread before every query (BENCHMARKS.md, token row).
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await
             .map_err(StoreError::Unavailable)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .after_release(|conn, _| Box::pin(async move { Ok(still_usable(conn).await) }))
             .connect_with(options)

@@ -238,3 +238,76 @@ async fn a_change_on_node_a_denies_on_node_b() {
         "consent revocation not seen by node B in {took:?} ({status})"
     );
 }
+
+#[tokio::test]
+async fn a_client_disabled_on_node_a_gets_no_token_from_node_b() {
+    use oauth2::basic::BasicClient;
+    use oauth2::{ClientId, ClientSecret, Scope, TokenUrl};
+    let postgres = postgres_url().is_some();
+    let (ttl, within) = if postgres {
+        ("300s", Duration::from_secs(2))
+    } else {
+        ("1s", Duration::from_secs(4))
+    };
+    let public = "http://gateway.test";
+    let a = spawn_with(&[
+        ("OBGATE_GATEWAY_CACHE_TTL", ttl),
+        ("OBGATE_PUBLIC_URL", public),
+    ])
+    .await;
+    let (id, secret) = crate::consents::tpp(&a, "Two-node TPP").await;
+    let b = start_node(&a.db.url, public, ttl).await;
+    let client = BasicClient::new(ClientId::new(id.clone()))
+        .set_client_secret(ClientSecret::new(secret))
+        .set_token_uri(TokenUrl::new(format!("{}/oauth2/token", b.base)).unwrap());
+    let http = crate::consents::http();
+    let issue = || async {
+        client
+            .exchange_client_credentials()
+            .add_scope(Scope::new("accounts".into()))
+            .request_async(&http)
+            .await
+    };
+    // Node B issues tokens to the client from its cached registration (on PostgreSQL, once
+    // its change feed listens and the cache is in use).
+    let hits = || async {
+        let m = reqwest::get(format!("{}/metrics", b.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric(
+            &m,
+            r#"obgate_gateway_cache_lookups_total{cache="client",result="hit"}"#,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hits().await < 1.0 {
+        issue()
+            .await
+            .expect("node B issues a token to a live client");
+        assert!(Instant::now() < deadline, "node B never cached the client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let r = a
+        .send(a.admin(Method::DELETE, &format!("/api/v0/oauth-clients/{id}")))
+        .await;
+    assert_eq!(r.status, 204);
+    let started = Instant::now();
+    loop {
+        match issue().await {
+            Err(oauth2::RequestTokenError::ServerResponse(e)) => {
+                assert_eq!(e.error().as_ref(), "invalid_client");
+                break;
+            }
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => assert!(
+                started.elapsed() < within,
+                "node B still issues tokens to a client disabled on node A"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
