@@ -89,7 +89,8 @@ pub enum ClientCommand {
         /// `cl_…`
         client_id: String,
     },
-    /// Disable a client: refused everywhere from its next request on.
+    /// Disable a client: refused everywhere from its next request on (a running SQLite node
+    /// that has it cached: within `gateway.cache_ttl`).
     Disable {
         /// `cl_…`
         client_id: String,

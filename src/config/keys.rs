@@ -337,7 +337,7 @@ pub const KEYS: &[KeySpec] = &[
         env: "OBGATE_GATEWAY_CACHE_TTL",
         default: Some("5s"),
         secret: false,
-        help: "longest a cached token, consent or KYC decision is used if a change notification is lost (`0s`: no caching)",
+        help: "longest a cached token, consent, KYC decision or client registration is used if a change notification is lost (`0s`: no caching)",
     },
     KeySpec {
         toml: "gateway.cache_entries",
