@@ -12,10 +12,16 @@
 //! the check made every busy client stall once per TTL: all its requests in flight missed
 //! together and queued for argon2, a p99 of 350 ms against 22 ms; BENCHMARKS.md.) Nothing
 //! is lost by keeping a pair while it is used: argon2 would answer the same for as long as
-//! the stored hash is unchanged. The cache key includes the stored hash, and
-//! every request still reads the client row (for its disabled flag and scopes), so a rotation
-//! or a disable on any node takes effect on the next request. Failures are never cached.
-//! Every failure is audited with its reason (never the secret).
+//! the stored hash is unchanged. The cache key includes the stored hash.
+//!
+//! The client's row (its hashes, disabled flag, method and scopes) comes from the decision
+//! caches ([`crate::gateway::cache::DecisionCache::client`]), which every update, disable and
+//! rotation clears on this node as it commits and on the others by `NOTIFY`, so such a change
+//! takes effect on the next request; reading the row was one database round trip per issued
+//! token (BENCHMARKS.md, token row). A secret that fails against a cached row is checked once
+//! more against the stored one, so a secret rotated where this node cannot hear of it (the
+//! CLI on SQLite) works at once. Failures are never cached. Every failure is audited with its
+//! reason (never the secret).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
