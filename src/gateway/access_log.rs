@@ -4,7 +4,7 @@
 //! A bank must be able to say which TPP read which customer's data and when, so each decision
 //! is one audit row in the same hash chain as every state change. Writing a row per request
 //! on the request path would cost a database transaction per read; instead decisions go into a
-//! bounded queue and [`write`] appends them in batches (one transaction per batch, hundreds of
+//! bounded queue and [`write()`] appends them in batches (one transaction per batch, hundreds of
 //! rows each). The queue is the only buffer: when it is full (the database is slow or away)
 //! a gateway request waits for room rather than being served without its record, so an
 //! access is never unaudited. On shutdown the writer drains the queue before the database

@@ -1,5 +1,5 @@
 //! KYC verification: start, KBA answers, documents, manual review, and applying a provider's
-//! outcome. Each change is one optimistic [`KycWrite`](crate::store::kyc::KycWrite).
+//! outcome. Each change is one optimistic [`KycWrite`].
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -5,20 +5,20 @@
 //! those screens on the consent API (`/api/v0/authorization-requests/…`); these pages are the
 //! ready-made, brandable alternative, and `consents.ui_url` points at them by default.
 //!
-//! - **Sign-in** ([`signin`]): obgate never holds customer passwords. The bank's login hands
+//! - **Sign-in** (`signin`): obgate never holds customer passwords. The bank's login hands
 //!   the customer over with a short, single-use JWT it signs ([`assertion`]), to `GET` or
 //!   `POST /login`; in sandbox mode a page lists the demo customers instead. Either starts a
 //!   page session ([`session`]).
-//! - **The consent screen** (`/consent?challenge=…`, [`consent_screen`]): the TPP's name, the
+//! - **The consent screen** (`/consent?challenge=…`, `consent_screen`): the TPP's name, the
 //!   requested permissions in plain words grouped as the OB consent guidelines group them, the
 //!   dates, and the customer's accounts to choose from. Approving goes through exactly the
 //!   bank API's path ([`crate::consent::flow::accept_request`]), KYC gate included, and the
 //!   browser is sent back to the TPP.
-//! - **The dashboard** (`/dashboard`, [`dashboard`]): every consent of the customer, current
+//! - **The dashboard** (`/dashboard`, `dashboard`): every consent of the customer, current
 //!   and ended apart, and a two-step revoke that ends access at once.
 //!
 //! Pages are server-rendered from askama templates (`templates/pages/`), need no JavaScript,
-//! carry a CSRF token on every form, and send a strict CSP ([`render`]).
+//! carry a CSRF token on every form, and send a strict CSP (`render`).
 
 pub mod assertion;
 mod consent_screen;

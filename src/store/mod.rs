@@ -2,7 +2,7 @@
 //!
 //! Parts never touch tables directly: they call [`Store`] methods. [`sqlite::SqliteStore`]
 //! (embedded default) and [`postgres::PostgresStore`] (production, several nodes) implement it
-//! with one shared body of SQL (see [`shared`]); each backend file holds only what differs:
+//! with one shared body of SQL (see `shared.rs`); each backend file holds only what differs:
 //! connecting, migrations, and how a write transaction starts.
 //!
 //! State changes that must be audited take the [`AuditEvent`] as an argument and write it in
