@@ -90,21 +90,24 @@ async fn until(
     }
 }
 
+/// The node's count of hits in one of its decision caches, from `/metrics`.
+async fn cache_hits(base: &str, cache: &str) -> f64 {
+    let m = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric(
+        &m,
+        &format!(r#"obgate_gateway_cache_lookups_total{{cache="{cache}",result="hit"}}"#),
+    )
+}
+
 /// Reads `/accounts` on `base` with `token` until a read is served from node B's consent
 /// cache (the hit counter moves).
 async fn warm(base: &str, token: &str) {
-    let hits = || async {
-        let m = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric(
-            &m,
-            r#"obgate_gateway_cache_lookups_total{cache="consent",result="hit"}"#,
-        )
-    };
+    let hits = || cache_hits(base, "consent");
     let before = hits().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -270,20 +273,8 @@ async fn a_client_disabled_on_node_a_gets_no_token_from_node_b() {
     };
     // Node B issues tokens to the client from its cached registration (on PostgreSQL, once
     // its change feed listens and the cache is in use).
-    let hits = || async {
-        let m = reqwest::get(format!("{}/metrics", b.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric(
-            &m,
-            r#"obgate_gateway_cache_lookups_total{cache="client",result="hit"}"#,
-        )
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while hits().await < 1.0 {
+    while cache_hits(&b.base, "client").await < 1.0 {
         issue()
             .await
             .expect("node B issues a token to a live client");
