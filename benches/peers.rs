@@ -316,10 +316,12 @@ async fn main() {
     let accounts = format!("{}/open-banking/v3.1/aisp/accounts", node.base);
     let auth = format!("Authorization: Bearer {token}");
     if want("hold") {
+        let ceiling = ceiling::start("http://127.0.0.1:18081");
         println!(
             "obgate seeded and held (pid {}) until Ctrl-C; its log: {}/obgate.log\n\
              gateway: {} wrk {accounts} '{auth}'\n\
-             tokens:  {} wrk-token {}/oauth2/token {} {}",
+             tokens:  {} wrk-token {}/oauth2/token {} {}\n\
+             ceiling (this process, pid {}): {} wrk http://{ceiling}/open-banking/v3.1/aisp/accounts",
             node.child.id(),
             node.path().display(),
             peers_script().display(),
@@ -327,6 +329,8 @@ async fn main() {
             node.base,
             s.client_id,
             s.secret,
+            std::process::id(),
+            peers_script().display(),
         );
         let _ = tokio::signal::ctrl_c().await;
         return;

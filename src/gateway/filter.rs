@@ -1,19 +1,18 @@
 //! Shapes an upstream body to what the consent grants: only consented accounts, only the
 //! permitted detail, only the consented transaction window, and links pointing at obgate.
 //!
-//! Every gateway answer passes through here, so [`reshape`] works on the raw bytes: it parses
-//! only the levels it must decide on (the top object, `Data`, the item list, each item's
-//! `AccountId`, `Links`) and copies everything else through untouched. Building a full
-//! `Value` tree of each body and serialising it again was about a tenth of the gateway's CPU
-//! in its profile (BENCHMARKS.md). Items that lose fields or are checked against the
-//! transaction window are still read into a `Value`, by the same [`apply`] rules, and a body
-//! that is not a JSON object takes the `Value` path whole; a property test holds the two
-//! paths to the same answer.
+//! Every gateway answer passes through here, so [`reshape`] walks the raw bytes once (jiter,
+//! a pull parser that can skip a value and say where it ended): it descends only into what it
+//! decides on (the top object, `Data`, the item list, each item's `AccountId`, `Links`) and
+//! copies everything else through as it came. Building a full `Value` tree of each body and
+//! serialising it again was about a tenth of the gateway's CPU in its profile, and reading
+//! each level into raw slices with serde_json (scanning the body once per level) still cost
+//! a tenth (BENCHMARKS.md). Items that lose fields or are checked against the transaction
+//! window are still read into a `Value`, by the same [`apply`] rules; a body that is not a
+//! JSON object, or names a member the walk decides on twice, takes the `Value` path whole
+//! (which reads a repeated key as its last one). A property test holds the two paths to the
+//! same answer.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
-
-use serde_json::value::RawValue;
 use serde_json::Value;
 use url::Url;
 
@@ -126,136 +125,240 @@ pub fn apply(body: &mut Value, grant: &Grant) {
     }
 }
 
-/// An object's members as raw JSON, in key order (a repeated key: the last one, as
-/// `serde_json::Value` reads it).
-type RawObject<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
-
 /// The grant applied to an upstream JSON body and its links pointed at `public_base`, as
-/// the bytes to send: [`apply`] and [`rewrite_links`] without a tree of the whole body (see
-/// the module docs). `Err` when the body is not JSON.
+/// the bytes to send: [`apply`] and [`rewrite_links`] in one pass over the bytes (see the
+/// module docs). `Err` when the body is not JSON.
 pub fn reshape(
     bytes: &[u8],
     grant: &Grant,
     public_base: &str,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let Ok(top) = serde_json::from_slice::<RawObject>(bytes) else {
-        // Not an object (or not JSON at all, which this reports): the tree path decides.
-        let mut body: Value = serde_json::from_slice(bytes)?;
-        apply(&mut body, grant);
-        rewrite_links(&mut body, public_base);
-        return serde_json::to_vec(&body);
-    };
-    let mut out = Vec::with_capacity(bytes.len());
-    write_object(&mut out, &top, |out, key, raw| match key {
-        "Data" => write_data(out, raw, grant),
-        "Links" => {
-            let mut links: Value = serde_json::from_str(raw.get())?;
-            relink(&mut links, public_base);
-            serde_json::to_writer(out, &links)
-        }
-        _ => {
-            out.extend_from_slice(raw.get().as_bytes());
-            Ok(())
-        }
-    })?;
-    Ok(out)
-}
-
-/// Writes an object member by member, each value as `value` writes it.
-fn write_object<'a>(
-    out: &mut Vec<u8>,
-    members: &RawObject<'a>,
-    mut value: impl FnMut(&mut Vec<u8>, &str, &'a RawValue) -> Result<(), serde_json::Error>,
-) -> Result<(), serde_json::Error> {
-    out.push(b'{');
-    for (i, (key, raw)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut *out, key)?;
-        out.push(b':');
-        value(out, key, raw)?;
+    if let Some(out) = Walk::new(bytes, grant).body(public_base) {
+        return Ok(out);
     }
-    out.push(b'}');
-    Ok(())
+    // Not an object, not JSON (which this reports), or a member the walk decides on given
+    // twice: the tree path decides, as `serde_json::Value` reads it (the last one wins).
+    let mut body: Value = serde_json::from_slice(bytes)?;
+    apply(&mut body, grant);
+    rewrite_links(&mut body, public_base);
+    serde_json::to_vec(&body)
 }
 
-/// `Data` with the shape's item list filtered; everything else in it copied through.
-fn write_data(out: &mut Vec<u8>, raw: &RawValue, grant: &Grant) -> Result<(), serde_json::Error> {
-    let shape = grant.matched.route.shape;
-    let data = match items_key(shape) {
-        Some(key) => serde_json::from_str::<RawObject>(raw.get())
-            .ok()
-            .map(|d| (key, d)),
-        None => None,
-    };
-    let Some((items_key, data)) = data else {
-        out.extend_from_slice(raw.get().as_bytes());
-        return Ok(());
-    };
-    write_object(out, &data, |out, key, raw| {
-        // Only the shape's list is read; every other member is copied as it came.
-        let items = (key == items_key)
-            .then(|| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
-            .flatten();
-        match items {
-            Some(items) => write_items(out, &items, shape, grant),
-            None => {
-                out.extend_from_slice(raw.get().as_bytes());
-                Ok(())
-            }
+/// One pass over an upstream body, writing the reshaped body as it goes. Every method answers
+/// `None` to hand the body to the tree path (see [`reshape`]).
+struct Walk<'j, 'g> {
+    json: jiter::Jiter<'j>,
+    bytes: &'j [u8],
+    grant: &'g Grant,
+    out: Vec<u8>,
+}
+
+/// The members of an object the walk treats apart from the rest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Member {
+    Data,
+    Links,
+    Items,
+    Other,
+}
+
+impl<'j, 'g> Walk<'j, 'g> {
+    fn new(bytes: &'j [u8], grant: &'g Grant) -> Self {
+        Self {
+            json: jiter::Jiter::new(bytes),
+            bytes,
+            grant,
+            out: Vec::with_capacity(bytes.len()),
         }
-    })
-}
-
-/// The items the grant shows, as [`apply`] keeps and trims them. An item that needs no
-/// trimming and no window check is decided on its `AccountId` alone and copied as it came.
-fn write_items(
-    out: &mut Vec<u8>,
-    items: &[&RawValue],
-    shape: Shape,
-    grant: &Grant,
-) -> Result<(), serde_json::Error> {
-    /// The one member the fast path reads.
-    #[derive(serde::Deserialize)]
-    struct Item<'a> {
-        #[serde(rename = "AccountId", borrow)]
-        account_id: Option<&'a RawValue>,
     }
-    let hidden = hidden_fields(shape, grant);
-    let whole = shape == Shape::Transactions || !hidden.is_empty();
-    out.push(b'[');
-    let mut first = true;
-    for raw in items {
-        let mut comma = |out: &mut Vec<u8>| {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-        };
-        if whole {
-            let mut item: Value = serde_json::from_str(raw.get())?;
-            if keep(&item, shape, grant) {
-                if let Some(obj) = item.as_object_mut() {
-                    for f in hidden {
-                        obj.remove(*f);
+
+    fn body(mut self, public_base: &str) -> Option<Vec<u8>> {
+        // jiter skips strings without checking their UTF-8, and skipped values are copied
+        // as they came: check the whole body once (fast for ASCII, which these bodies are).
+        std::str::from_utf8(self.bytes).ok()?;
+        if self.json.peek().ok()? != jiter::Peek::Object {
+            return None;
+        }
+        let mut seen = [false; 2];
+        self.object(
+            |key| match key {
+                "Data" => Member::Data,
+                "Links" => Member::Links,
+                _ => Member::Other,
+            },
+            |walk, member| {
+                match member {
+                    Member::Data | Member::Links => {
+                        let i = usize::from(member == Member::Links);
+                        if std::mem::replace(&mut seen[i], true) {
+                            return None;
+                        }
                     }
+                    _ => return walk.copy(),
                 }
-                comma(out);
-                serde_json::to_writer(&mut *out, &item)?;
-            }
-            continue;
-        }
-        let account = serde_json::from_str::<Item>(raw.get())
-            .ok()
-            .and_then(|i| i.account_id)
-            .and_then(|a| serde_json::from_str::<Cow<str>>(a.get()).ok());
-        if account.is_some_and(|a| grant.account_ids.iter().any(|c| *c == *a)) {
-            comma(out);
-            out.extend_from_slice(raw.get().as_bytes());
-        }
+                if member == Member::Data {
+                    return walk.data();
+                }
+                let raw = walk.skip()?;
+                let mut links: Value = serde_json::from_slice(raw).ok()?;
+                relink(&mut links, public_base);
+                serde_json::to_writer(&mut walk.out, &links).ok()
+            },
+        )?;
+        self.json.finish().ok()?;
+        Some(self.out)
     }
-    out.push(b']');
-    Ok(())
+
+    /// Writes the object that comes next member by member: the key as read, the value as
+    /// `value` writes it (given what `member` makes of the key).
+    fn object(
+        &mut self,
+        member: impl Fn(&str) -> Member,
+        mut value: impl FnMut(&mut Self, Member) -> Option<()>,
+    ) -> Option<()> {
+        self.out.push(b'{');
+        let mut first = true;
+        let mut key = self.json.known_object().ok()?;
+        while let Some(k) = key {
+            if !std::mem::take(&mut first) {
+                self.out.push(b',');
+            }
+            serde_json::to_writer(&mut self.out, k).ok()?;
+            let m = member(k);
+            self.out.push(b':');
+            value(self, m)?;
+            key = self.json.next_key().ok()?;
+        }
+        self.out.push(b'}');
+        Some(())
+    }
+
+    /// Skips the value that comes next, answering its bytes.
+    fn skip(&mut self) -> Option<&'j [u8]> {
+        let peek = self.json.peek().ok()?;
+        let start = self.json.current_index();
+        self.json.known_skip(peek).ok()?;
+        Some(&self.bytes[start..self.json.current_index()])
+    }
+
+    /// Copies the value that comes next as it came.
+    fn copy(&mut self) -> Option<()> {
+        let raw = self.skip()?;
+        self.out.extend_from_slice(raw);
+        Some(())
+    }
+
+    /// `Data`: the shape's item list filtered, everything else copied as it came.
+    fn data(&mut self) -> Option<()> {
+        let shape = self.grant.matched.route.shape;
+        let Some(items_key) = items_key(shape) else {
+            return self.copy();
+        };
+        if self.json.peek().ok()? != jiter::Peek::Object {
+            return self.copy();
+        }
+        let mut seen = false;
+        self.object(
+            |key| {
+                if key == items_key {
+                    Member::Items
+                } else {
+                    Member::Other
+                }
+            },
+            |walk, member| {
+                if member != Member::Items {
+                    return walk.copy();
+                }
+                if std::mem::replace(&mut seen, true) {
+                    return None;
+                }
+                if walk.json.peek().ok()? != jiter::Peek::Array {
+                    return walk.copy();
+                }
+                walk.items(shape)
+            },
+        )
+    }
+
+    /// The items the grant shows, as [`apply`] keeps and trims them. An item that needs no
+    /// trimming and no window check is decided on its `AccountId` alone and copied as it came.
+    fn items(&mut self, shape: Shape) -> Option<()> {
+        let grant = self.grant;
+        let hidden = hidden_fields(shape, grant);
+        let whole = shape == Shape::Transactions || !hidden.is_empty();
+        self.out.push(b'[');
+        let mut first = true;
+        let mut next = self.json.known_array().ok()?;
+        while let Some(peek) = next {
+            let start = self.json.current_index();
+            let before = self.out.len();
+            if !first {
+                self.out.push(b',');
+            }
+            let shown = if whole {
+                self.json.known_skip(peek).ok()?;
+                let raw = &self.bytes[start..self.json.current_index()];
+                let mut item: Value = serde_json::from_slice(raw).ok()?;
+                let shown = keep(&item, shape, grant);
+                if shown {
+                    if let Some(obj) = item.as_object_mut() {
+                        for f in hidden {
+                            obj.remove(*f);
+                        }
+                    }
+                    serde_json::to_writer(&mut self.out, &item).ok()?;
+                }
+                shown
+            } else if peek == jiter::Peek::Object {
+                let shown = self.consented_item()?;
+                if shown {
+                    let raw = &self.bytes[start..self.json.current_index()];
+                    self.out.extend_from_slice(raw);
+                }
+                shown
+            } else {
+                // Not an object: no AccountId, never shown.
+                self.json.known_skip(peek).ok()?;
+                false
+            };
+            if shown {
+                first = false;
+            } else {
+                self.out.truncate(before);
+            }
+            next = self.json.array_step().ok()?;
+        }
+        self.out.push(b']');
+        Some(())
+    }
+
+    /// Reads the object item that comes next: whether its `AccountId` is a consented one.
+    fn consented_item(&mut self) -> Option<bool> {
+        let grant = self.grant;
+        let is_account = |k: &str| k == "AccountId";
+        let mut account: Option<bool> = None;
+        let mut key = self.json.known_object().ok()?.map(is_account);
+        while let Some(this_is_account) = key {
+            if this_is_account {
+                if account.is_some() {
+                    // Given twice: the tree path decides which one counts.
+                    return None;
+                }
+                account = Some(if self.json.peek().ok()? == jiter::Peek::String {
+                    let id = self.json.known_str().ok()?;
+                    grant.account_ids.iter().any(|c| c == id)
+                } else {
+                    self.json.next_skip().ok()?;
+                    false
+                });
+            } else {
+                self.json.next_skip().ok()?;
+            }
+            key = self.json.next_key().ok()?.map(is_account);
+        }
+        Some(account.unwrap_or(false))
+    }
 }
 
 /// Points every `Links` URL at obgate's public base, keeping the path under the AIS prefix
@@ -384,6 +487,39 @@ mod tests {
         );
         assert!(reshape(b"{\"Data\": ", &g, "https://obgate.example").is_err());
         assert!(reshape(b"not json", &g, "https://obgate.example").is_err());
+    }
+
+    #[test]
+    fn ambiguous_or_broken_bodies_are_decided_as_the_tree_reads_them_or_refused() {
+        let g = grant("/open-banking/v3.1/aisp/accounts", &["ReadAccountsDetail"]);
+        let shaped = |body: &[u8]| -> Value {
+            serde_json::from_slice(&reshape(body, &g, "https://obgate.example").unwrap()).unwrap()
+        };
+        // An item naming two accounts is shown as a JSON reader takes it (the last one),
+        // and the TPP gets it with that one only.
+        assert_eq!(
+            shaped(br#"{"Data": {"Account": [{"AccountId": "a1", "AccountId": "zz"}]}}"#),
+            json!({"Data": {"Account": []}})
+        );
+        assert_eq!(
+            shaped(br#"{"Data": {"Account": [{"AccountId": "zz", "AccountId": "a1"}]}}"#),
+            json!({"Data": {"Account": [{"AccountId": "a1"}]}})
+        );
+        // Two Data members: the last one counts, filtered like any other.
+        assert_eq!(
+            shaped(br#"{"Data": {"Account": []}, "Data": {"Account": [{"AccountId": "a1"}, {"AccountId": "a2"}]}}"#),
+            json!({"Data": {"Account": [{"AccountId": "a1"}]}})
+        );
+        // Copied members are still checked: bad UTF-8, bad JSON or trailing bytes anywhere
+        // refuse the whole body.
+        for bad in [
+            &b"{\"Data\": {\"Account\": []}, \"Meta\": \"\xff\"}"[..],
+            br#"{"Data": {"Account": []}, "Meta": [1, }"#,
+            br#"{"Data": {"Account": [{"AccountId": "a1"}]}} x"#,
+            br#"{"Data": {"Account": [{"AccountId": "a1", "N": NaN}]}}"#,
+        ] {
+            assert!(reshape(bad, &g, "https://obgate.example").is_err());
+        }
     }
 
     mod properties {
