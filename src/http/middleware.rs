@@ -115,17 +115,17 @@ fn is_framework_error(res: &Response) -> bool {
 /// Counts requests and observes latency per matched route (never the raw path, which would
 /// explode the label set).
 pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    // Both are cheap to keep: the matched path is shared, a standard method is a constant.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = Instant::now();
     let res = next.run(req).await;
-    state
-        .metrics
-        .observe_http(&method, &route, res.status().as_u16(), start.elapsed());
+    state.metrics.observe_http(
+        method.as_str(),
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        res.status().as_u16(),
+        start.elapsed(),
+    );
     res
 }
 

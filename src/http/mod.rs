@@ -54,21 +54,19 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
     let http = &state.config.http;
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request| {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(|m| m.as_str().to_owned())
-                .unwrap_or_else(|| "unmatched".into());
-            let id = req
-                .extensions()
-                .get::<InteractionId>()
-                .map(|i| i.0.clone())
-                .unwrap_or_default();
+            // Field values are read only when the span is enabled: a node logging at `warn`
+            // pays nothing here per request.
             tracing::info_span!(
                 "request",
-                interaction_id = %id,
+                interaction_id = %req
+                    .extensions()
+                    .get::<InteractionId>()
+                    .map_or("", |i| i.0.as_str()),
                 method = %req.method(),
-                route = %route,
+                route = %req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str),
                 status = Empty,
                 latency_ms = Empty,
             )
