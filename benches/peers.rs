@@ -249,8 +249,9 @@ async fn revocation_latency(pg: &str, n: usize) -> (f64, f64, usize) {
 
 /// The rows to measure: `BENCH_ROWS` (comma-separated: idle, gateway, token, attack,
 /// revocation, scale), all by default. Only a run of every row writes `BENCHMARKS.md`.
-/// `BENCH_ROWS=hold` measures nothing: it seeds the node and keeps it up until Ctrl-C, for a
-/// profiler to attach to while a load runs by hand.
+/// `BENCH_ROWS=hold` measures nothing: it seeds the node, starts the ceiling proxy (in this
+/// process) and keeps both up until Ctrl-C, for a profiler to attach to while a load runs by
+/// hand.
 const ROWS: [&str; 6] = ["idle", "gateway", "token", "attack", "revocation", "scale"];
 
 #[tokio::main(flavor = "current_thread")]
