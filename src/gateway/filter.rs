@@ -117,10 +117,15 @@ pub fn apply(body: &mut Value, grant: &Grant) {
     items.retain(|item| keep(item, shape, grant));
     let hidden = hidden_fields(shape, grant);
     for item in items.iter_mut() {
-        if let Some(obj) = item.as_object_mut() {
-            for f in hidden {
-                obj.remove(*f);
-            }
+        trim(item, hidden);
+    }
+}
+
+/// Removes the fields the grant hides from one item.
+fn trim(item: &mut Value, hidden: &[&str]) {
+    if let Some(obj) = item.as_object_mut() {
+        for f in hidden {
+            obj.remove(*f);
         }
     }
 }
@@ -187,14 +192,13 @@ impl<'j, 'g> Walk<'j, 'g> {
                 _ => Member::Other,
             },
             |walk, member| {
-                match member {
-                    Member::Data | Member::Links => {
-                        let i = usize::from(member == Member::Links);
-                        if std::mem::replace(&mut seen[i], true) {
-                            return None;
-                        }
-                    }
+                let once = match member {
+                    Member::Data => &mut seen[0],
+                    Member::Links => &mut seen[1],
                     _ => return walk.copy(),
+                };
+                if std::mem::replace(once, true) {
+                    return None;
                 }
                 if member == Member::Data {
                     return walk.data();
@@ -302,11 +306,7 @@ impl<'j, 'g> Walk<'j, 'g> {
                 let mut item: Value = serde_json::from_slice(raw).ok()?;
                 let shown = keep(&item, shape, grant);
                 if shown {
-                    if let Some(obj) = item.as_object_mut() {
-                        for f in hidden {
-                            obj.remove(*f);
-                        }
-                    }
+                    trim(&mut item, hidden);
                     serde_json::to_writer(&mut self.out, &item).ok()?;
                 }
                 shown
