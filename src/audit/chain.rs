@@ -6,7 +6,6 @@
 //! Removing a row breaks the seq sequence or the next row's `prev_hash`; changing one breaks its
 //! hash; removing rows at the end disagrees with the head kept in `audit_head`.
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{AuditEvent, AuditRecord};
@@ -37,22 +36,43 @@ pub fn seal(seq: i64, prev_hash: &str, event: &AuditEvent) -> AuditRecord {
 }
 
 /// The hash a row should carry, from its other fields.
+///
+/// The fields are serialized as a tuple, which serde_json writes as the same JSON array a
+/// `json!` tree of them would print (the bytes every sealed row was hashed over), without
+/// building the tree: this runs once per gateway request.
 pub fn hash_of(r: &AuditRecord) -> String {
-    let canonical = json!([
+    let fields = (
         r.seq,
-        r.id,
+        &r.id,
         r.occurred_at.millis(),
-        r.actor_type,
-        r.actor_id,
-        r.action,
-        r.resource_type,
-        r.resource_id,
-        r.outcome,
-        r.reason,
-        r.interaction_id,
-        r.prev_hash,
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        &r.actor_type,
+        &r.actor_id,
+        &r.action,
+        &r.resource_type,
+        &r.resource_id,
+        &r.outcome,
+        &r.reason,
+        &r.interaction_id,
+        &r.prev_hash,
+    );
+    let mut hasher = Sha256::new();
+    // Writing into a hasher cannot fail, and neither can serializing strings and integers.
+    let _ = serde_json::to_writer(HashWriter(&mut hasher), &fields);
+    hex::encode(hasher.finalize())
+}
+
+/// Feeds serialized bytes straight into the hash, so no JSON text is kept.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A verified chain.
@@ -177,6 +197,71 @@ mod tests {
             "admin_key.create",
         )
         .on("admin_key", "ak_1")
+    }
+
+    /// The bytes every existing row was hashed over: a `json!` array of its fields.
+    fn reference_hash(r: &AuditRecord) -> String {
+        let canonical = serde_json::json!([
+            r.seq,
+            r.id,
+            r.occurred_at.millis(),
+            r.actor_type,
+            r.actor_id,
+            r.action,
+            r.resource_type,
+            r.resource_id,
+            r.outcome,
+            r.reason,
+            r.interaction_id,
+            r.prev_hash,
+        ]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+
+    #[test]
+    fn the_hash_is_over_the_same_bytes_as_rows_sealed_before() {
+        // Escapes, non-ASCII, control characters, nulls and negative numbers: any byte of
+        // difference would make `obgate audit verify` call every stored row altered.
+        let mut r = seal(
+            -7,
+            GENESIS_HASH,
+            &AuditEvent::new(
+                Timestamp::from_millis(-1),
+                ActorType::Client,
+                "cl_\"quoted\" \\ back\u{1}slash \u{7f}",
+                "gateway.access",
+            )
+            .outcome(Outcome::Denied, "résumé ✓ \n\t\r / </script> \u{2028}")
+            .interaction(Some("😀")),
+        );
+        assert_eq!(hash_of(&r), reference_hash(&r));
+        assert_eq!(r.hash, reference_hash(&r));
+        r.resource_type = None;
+        r.reason = None;
+        r.interaction_id = None;
+        r.seq = i64::MAX;
+        assert_eq!(hash_of(&r), reference_hash(&r));
+        let admin = seal(1, GENESIS_HASH, &event());
+        assert_eq!(admin.hash, reference_hash(&admin));
+        // A row as an earlier release sealed it; its hash was computed apart (Python's json).
+        let pinned = AuditRecord {
+            seq: 1,
+            id: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+            occurred_at: Timestamp::from_millis(1_700_000_000_000),
+            actor_type: "cli".into(),
+            actor_id: "root".into(),
+            action: "admin_key.create".into(),
+            resource_type: Some("admin_key".into()),
+            resource_id: Some("ak_1".into()),
+            outcome: "success".into(),
+            reason: None,
+            interaction_id: None,
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        };
+        let pinned_hash = "9f3e51b5e5add7452876e74e1d3dcab64dd483f47a74fa1320d8d5d101796df3";
+        assert_eq!(reference_hash(&pinned), pinned_hash);
+        assert_eq!(hash_of(&pinned), pinned_hash);
     }
 
     #[test]

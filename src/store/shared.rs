@@ -21,6 +21,24 @@ pub(crate) const CLIENT_COLUMNS: &str = "client_id, client_name, redirect_uris, 
 pub(crate) const AUDIT_COLUMNS: &str = "seq, id, occurred_at, actor_type, actor_id, action, \
      resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash";
 
+/// How a batch of `n` audit rows is cut into `INSERT` statements: 500 rows at a time (13 values
+/// a row stays far below both databases' bind limits), then the rest as powers of two. Each
+/// size is its own SQL text; with these ten sizes every statement can stay prepared, where one
+/// statement for whatever was left over was compiled afresh on each batch and caching every
+/// size (up to 6,500 parameters each) grew a busy node by tens of megabytes.
+pub(crate) fn audit_chunks(mut n: usize) -> impl Iterator<Item = usize> {
+    const MOST: usize = 500;
+    std::iter::from_fn(move || {
+        let take = match n {
+            0 => return None,
+            n if n >= MOST => MOST,
+            n => 1 << n.ilog2(),
+        };
+        n -= take;
+        Some(take)
+    })
+}
+
 macro_rules! shared_store_impl {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -530,9 +548,10 @@ macro_rules! shared_store_impl {
                         r
                     })
                     .collect();
-                // 13 values a row: 500 rows stay far below both databases' bind limits.
-                const CHUNK: usize = 500;
-                for chunk in records.chunks(CHUNK) {
+                let mut rest = records.as_slice();
+                for size in $crate::store::shared::audit_chunks(records.len()) {
+                    let (chunk, after) = rest.split_at(size);
+                    rest = after;
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO audit (seq, id, occurred_at, actor_type, actor_id, action, \
                          resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash) ",
@@ -552,15 +571,8 @@ macro_rules! shared_store_impl {
                             .push_bind(&r.prev_hash)
                             .push_bind(&r.hash);
                     });
-                    // Kept prepared: the full-size statement, and the small ones a group
-                    // commit of token issuances writes (compiling those was a share of every
-                    // commit). Every other batch size is its own SQL text, and caching each
-                    // (a compiled statement of up to 6,500 parameters) grew a busy node by
-                    // tens of megabytes.
-                    q.build()
-                        .persistent(chunk.len() == CHUNK || chunk.len() <= 16)
-                        .execute(&mut *tx)
-                        .await?;
+                    // Kept prepared: there are ten sizes at most (see audit_chunks).
+                    q.build().execute(&mut *tx).await?;
                 }
                 sqlx::query("UPDATE audit_head SET last_hash = $1 WHERE id = 1")
                     .bind(&prev)
@@ -635,4 +647,28 @@ macro_rules! shared_store_impl {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::audit_chunks;
+
+    #[test]
+    fn audit_batches_are_cut_into_few_statement_sizes_covering_every_row() {
+        let mut sizes = std::collections::BTreeSet::new();
+        for n in 0..=2_100 {
+            let chunks: Vec<usize> = audit_chunks(n).collect();
+            assert_eq!(chunks.iter().sum::<usize>(), n, "rows of a batch of {n}");
+            assert!(chunks.iter().all(|&c| c > 0 && c <= 500));
+            sizes.extend(chunks);
+        }
+        assert_eq!(
+            sizes.into_iter().collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 32, 64, 128, 256, 500]
+        );
+        assert_eq!(
+            audit_chunks(1_300).collect::<Vec<_>>(),
+            [500, 500, 256, 32, 8, 4]
+        );
+    }
 }
