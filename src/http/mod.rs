@@ -81,29 +81,33 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         )
         .on_failure(());
 
-    // `Router::layer` wraps what is already there, so the innermost layer comes first.
-    let router = router
-        .fallback(middleware::not_found)
-        .layer(DefaultBodyLimit::max(http.body_limit))
+    // One `Router::layer` call for the whole stack: each call boxes every route again, and a
+    // boxed layer costs a clone, an allocation and a boxed future per request. Listed from the
+    // outermost (first to see the request) to the innermost.
+    let stack = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(middleware::interaction_id))
+        .layer(trace)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::limit_body,
+            middleware::record_metrics,
+        ))
+        .layer(axum::middleware::from_fn(middleware::render_errors))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(
+            crate::gateway::path::canonical_only,
         ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout,
         ))
-        .layer(axum::middleware::from_fn(
-            crate::gateway::path::canonical_only,
-        ))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn(middleware::render_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::record_metrics,
+            middleware::limit_body,
         ))
-        .layer(trace)
-        .layer(axum::middleware::from_fn(middleware::interaction_id))
+        .layer(DefaultBodyLimit::max(http.body_limit));
+    let router = router
+        .fallback(middleware::not_found)
+        .layer(stack)
         .with_state(state);
     (router, list)
 }
