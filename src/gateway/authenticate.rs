@@ -26,7 +26,7 @@ use crate::state::AppState;
 #[derive(Clone, Debug)]
 pub struct Principal {
     /// Its claims; `consent_id` is always set.
-    pub claims: AccessClaims,
+    pub claims: std::sync::Arc<AccessClaims>,
 }
 
 /// The boxed future the gateway services return.

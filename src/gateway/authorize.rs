@@ -33,10 +33,10 @@ pub struct Grant {
     pub consent_id: String,
     /// Whose data.
     pub customer_id: String,
-    /// The consented accounts.
-    pub account_ids: Vec<String>,
-    /// The consented permissions.
-    pub permissions: Vec<String>,
+    /// The consented accounts (shared with the consent cache).
+    pub account_ids: std::sync::Arc<[String]>,
+    /// The consented permissions (likewise).
+    pub permissions: std::sync::Arc<[String]>,
     /// `TransactionFromDateTime`.
     pub from: Option<Timestamp>,
     /// `TransactionToDateTime`.
@@ -151,12 +151,7 @@ async fn decide(
             "the token's subject is not the consent's customer".into(),
         )));
     }
-    let permissions: Vec<String> = consent
-        .permissions
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    let granted: Vec<&str> = permissions.iter().map(String::as_str).collect();
+    let granted: Vec<&str> = consent.permissions.iter().map(String::as_str).collect();
     if let Err(missing) = route_map::permits(&granted, matched.route.need) {
         return Err(Ok(refusal(
             "UK.OBIE.Resource.ConsentMismatch",
@@ -167,13 +162,8 @@ async fn decide(
             ),
         )));
     }
-    let account_ids: Vec<String> = consent
-        .account_ids
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
     if let Some(account) = &matched.account_id {
-        if !account_ids.contains(account) {
+        if !consent.account_ids.contains(account) {
             return Err(Ok(refusal(
                 "UK.OBIE.Resource.ConsentMismatch",
                 "account_not_consented",
@@ -185,8 +175,8 @@ async fn decide(
         client_id: claims.client_id.clone(),
         consent_id,
         customer_id: claims.sub.clone(),
-        account_ids,
-        permissions,
+        account_ids: consent.account_ids.clone(),
+        permissions: consent.permissions.clone(),
         from: consent.from,
         to: consent.to,
         matched,

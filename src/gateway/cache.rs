@@ -59,10 +59,10 @@ pub struct GatewayConsent {
     pub expiration_at: Option<crate::clock::Timestamp>,
     /// The customer who authorised it.
     pub customer_id: Option<String>,
-    /// Space-separated permission codes, as stored.
-    pub permissions: String,
-    /// Space-separated account ids, as stored.
-    pub account_ids: String,
+    /// Permission codes (stored space-separated; split once here, not per request).
+    pub permissions: Arc<[String]>,
+    /// Consented account ids (likewise).
+    pub account_ids: Arc<[String]>,
     /// `TransactionFromDateTime`.
     pub from: Option<crate::clock::Timestamp>,
     /// `TransactionToDateTime`.
@@ -85,8 +85,18 @@ impl From<ConsentRow> for GatewayConsent {
             client_id: row.client_id,
             status: row.status,
             customer_id: row.customer_id,
-            permissions: row.permissions,
-            account_ids: row.account_ids.unwrap_or_default(),
+            permissions: row
+                .permissions
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            account_ids: row
+                .account_ids
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }
@@ -299,7 +309,11 @@ impl DecisionCache {
     /// A verified access token: signature, claims and revocation as
     /// [`crate::oauth::token::verify_access_token`] checks them, with `exp`/`nbf` checked
     /// against obgate's clock on every use.
-    pub async fn token(&self, state: &AppState, token: &str) -> Result<AccessClaims, TokenError> {
+    pub async fn token(
+        &self,
+        state: &AppState,
+        token: &str,
+    ) -> Result<Arc<AccessClaims>, TokenError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let claims = self
             .get_or_load("token", &self.tokens, key, || async {
@@ -313,7 +327,7 @@ impl DecisionCache {
             return Err(TokenError::Revoked);
         }
         crate::oauth::jwt::check_times(&claims, state.clock.now())?;
-        Ok(AccessClaims::clone(&claims))
+        Ok(claims)
     }
 }
 

@@ -402,7 +402,7 @@ mod tests {
             client_id: "cl".into(),
             consent_id: "aac".into(),
             customer_id: "cus".into(),
-            account_ids: vec!["a1".into()],
+            account_ids: vec!["a1".to_owned()].into(),
             permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
             from: parse_date_time("2026-01-01T00:00:00+00:00"),
             to: parse_date_time("2026-06-30T23:59:59+00:00"),

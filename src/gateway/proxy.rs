@@ -132,7 +132,7 @@ impl Proxy {
             let mut out = axum::http::Request::get(uri)
                 .body(Body::empty())
                 .map_err(|_| UpstreamError::Unreachable)?;
-            *out.headers_mut() = headers.clone();
+            *out.headers_mut() = headers;
             Ok(out)
         };
         let call = async {
@@ -265,8 +265,8 @@ fn lenient_date_time(s: &str) -> Option<crate::clock::Timestamp> {
 }
 
 /// The axum handler at the end of the gateway stack.
-pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
-    let Some(grant) = req.extensions().get::<Grant>().cloned() else {
+pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response {
+    let Some(grant) = req.extensions_mut().remove::<Grant>() else {
         return ApiError::internal("gateway proxy reached without a grant").into_response();
     };
     let interaction = req
