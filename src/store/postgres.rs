@@ -30,6 +30,8 @@ impl PostgresStore {
     const BACKEND: Backend = Backend::Postgres;
     const MIGRATIONS_TABLE_EXISTS: &'static str =
         "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'";
+    /// How a batch of audit rows is inserted (a failed statement fails the transaction).
+    const AUDIT_BATCH_INSERT: &'static str = "INSERT INTO audit";
 
     /// Prepares a pool for a `postgres:` URL; no connection is opened yet.
     pub fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {

@@ -552,10 +552,11 @@ macro_rules! shared_store_impl {
                 for size in $crate::store::shared::audit_chunks(records.len()) {
                     let (chunk, after) = rest.split_at(size);
                     rest = after;
-                    let mut q = sqlx::QueryBuilder::new(
-                        "INSERT INTO audit (seq, id, occurred_at, actor_type, actor_id, action, \
-                         resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash) ",
-                    );
+                    let mut q = sqlx::QueryBuilder::new(format!(
+                        "{} (seq, id, occurred_at, actor_type, actor_id, action, resource_type, \
+                         resource_id, outcome, reason, interaction_id, prev_hash, hash) ",
+                        Self::AUDIT_BATCH_INSERT
+                    ));
                     q.push_values(chunk, |mut b, r| {
                         b.push_bind(r.seq)
                             .push_bind(&r.id)

@@ -222,3 +222,57 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
         base + 40
     );
 }
+
+#[tokio::test]
+async fn a_batch_that_breaks_a_constraint_writes_none_of_its_rows_and_appending_goes_on() {
+    let app = spawn().await;
+    seed(&app, 1, Timestamp::from_millis(0)).await;
+    let head = app.store.audit_head().await.unwrap();
+    // A row slipped in out of band where the batch's second row belongs.
+    let taken = head.seq + 2;
+    app.db
+        .exec(&format!(
+            "INSERT INTO audit (seq, id, occurred_at, actor_type, actor_id, action, outcome, \
+             prev_hash, hash) VALUES ({taken}, 'out-of-band', 0, 'system', 'x', 'demo.x', \
+             'success', '{h}', '{h}')",
+            h = chain::GENESIS_HASH
+        ))
+        .await;
+    let batch: Vec<AuditEvent> = (0..3)
+        .map(|i| {
+            AuditEvent::new(
+                Timestamp::from_millis(i),
+                ActorType::Client,
+                "cl_batch",
+                "gateway.access",
+            )
+        })
+        .collect();
+    assert!(app.store.append_audit_batch(&batch).await.is_err());
+
+    // Nothing of the batch was kept, and the head did not move.
+    assert_eq!(app.store.audit_head().await.unwrap(), head);
+    let after: Vec<(i64, String)> = app
+        .store
+        .audit_chain_page(head.seq, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.seq, r.actor_id))
+        .collect();
+    assert_eq!(after, vec![(taken, "x".to_owned())]);
+
+    // The writer still works: the next append takes the first free seq and links to the head.
+    let next = app
+        .store
+        .append_audit(&AuditEvent::new(
+            Timestamp::from_millis(9),
+            ActorType::System,
+            "obgate",
+            "demo.after",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next.seq, head.seq + 1);
+    assert_eq!(next.prev_hash, head.last_hash);
+}
