@@ -33,10 +33,10 @@ pub struct Grant {
     pub consent_id: String,
     /// Whose data.
     pub customer_id: String,
-    /// The consented accounts (shared with the consent cache).
-    pub account_ids: std::sync::Arc<[String]>,
-    /// The consented permissions (likewise).
-    pub permissions: std::sync::Arc<[String]>,
+    /// The consented accounts, space-separated (shared with the consent cache).
+    pub account_ids: std::sync::Arc<str>,
+    /// The consented permission codes, space-separated (likewise).
+    pub permissions: std::sync::Arc<str>,
     /// `TransactionFromDateTime`.
     pub from: Option<Timestamp>,
     /// `TransactionToDateTime`.
@@ -48,8 +48,13 @@ pub struct Grant {
 impl Grant {
     /// Whether the consent includes `code` (Detail implies Basic).
     pub fn has(&self, code: &str) -> bool {
-        let granted: Vec<&str> = self.permissions.iter().map(String::as_str).collect();
+        let granted: Vec<&str> = self.permissions.split_whitespace().collect();
         crate::consent::permissions::grants(&granted, code)
+    }
+
+    /// Whether the consent covers account `id`.
+    pub fn covers(&self, id: &str) -> bool {
+        self.account_ids.split_whitespace().any(|a| a == id)
     }
 }
 
@@ -151,7 +156,7 @@ async fn decide(
             "the token's subject is not the consent's customer".into(),
         )));
     }
-    let granted: Vec<&str> = consent.permissions.iter().map(String::as_str).collect();
+    let granted: Vec<&str> = consent.permissions.split_whitespace().collect();
     if let Err(missing) = route_map::permits(&granted, matched.route.need) {
         return Err(Ok(refusal(
             "UK.OBIE.Resource.ConsentMismatch",
@@ -163,7 +168,7 @@ async fn decide(
         )));
     }
     if let Some(account) = &matched.account_id {
-        if !consent.account_ids.contains(account) {
+        if !consent.account_ids.split_whitespace().any(|a| a == account) {
             return Err(Ok(refusal(
                 "UK.OBIE.Resource.ConsentMismatch",
                 "account_not_consented",

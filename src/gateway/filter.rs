@@ -69,7 +69,7 @@ fn keep(item: &Value, shape: Shape, grant: &Grant) -> bool {
     let account_ok = item
         .get("AccountId")
         .and_then(Value::as_str)
-        .is_some_and(|a| grant.account_ids.iter().any(|c| c == a));
+        .is_some_and(|a| grant.covers(a));
     account_ok && (shape != Shape::Transactions || transaction_allowed(item, grant))
 }
 
@@ -347,7 +347,7 @@ impl<'j, 'g> Walk<'j, 'g> {
                 }
                 account = Some(if self.json.peek().ok()? == jiter::Peek::String {
                     let id = self.json.known_str().ok()?;
-                    grant.account_ids.iter().any(|c| c == id)
+                    grant.covers(id)
                 } else {
                     self.json.next_skip().ok()?;
                     false
@@ -402,8 +402,8 @@ mod tests {
             client_id: "cl".into(),
             consent_id: "aac".into(),
             customer_id: "cus".into(),
-            account_ids: vec!["a1".to_owned()].into(),
-            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            account_ids: "a1".into(),
+            permissions: permissions.join(" ").into(),
             from: parse_date_time("2026-01-01T00:00:00+00:00"),
             to: parse_date_time("2026-06-30T23:59:59+00:00"),
             matched: lookup(path).unwrap(),
