@@ -48,8 +48,12 @@ pub struct Grant {
 impl Grant {
     /// Whether the consent includes `code` (Detail implies Basic).
     pub fn has(&self, code: &str) -> bool {
-        let granted: Vec<&str> = self.permissions.split_whitespace().collect();
-        crate::consent::permissions::grants(&granted, code)
+        crate::consent::permissions::grants(&self.codes(), code)
+    }
+
+    /// The consented permission codes, as the permission checks take them.
+    pub fn codes(&self) -> Vec<&str> {
+        self.permissions.split_whitespace().collect()
     }
 
     /// Whether the consent covers account `id`.
@@ -156,27 +160,7 @@ async fn decide(
             "the token's subject is not the consent's customer".into(),
         )));
     }
-    let granted: Vec<&str> = consent.permissions.split_whitespace().collect();
-    if let Err(missing) = route_map::permits(&granted, matched.route.need) {
-        return Err(Ok(refusal(
-            "UK.OBIE.Resource.ConsentMismatch",
-            "permission_missing",
-            format!(
-                "consent {consent_id} does not grant {missing}, which {} needs",
-                matched.route.template
-            ),
-        )));
-    }
-    if let Some(account) = &matched.account_id {
-        if !consent.account_ids.split_whitespace().any(|a| a == account) {
-            return Err(Ok(refusal(
-                "UK.OBIE.Resource.ConsentMismatch",
-                "account_not_consented",
-                format!("account {account} is not covered by consent {consent_id}"),
-            )));
-        }
-    }
-    Ok(Grant {
+    let grant = Grant {
         client_id: claims.client_id.clone(),
         consent_id,
         customer_id: claims.sub.clone(),
@@ -185,7 +169,30 @@ async fn decide(
         from: consent.from,
         to: consent.to,
         matched,
-    })
+    };
+    if let Err(missing) = route_map::permits(&grant.codes(), grant.matched.route.need) {
+        return Err(Ok(refusal(
+            "UK.OBIE.Resource.ConsentMismatch",
+            "permission_missing",
+            format!(
+                "consent {} does not grant {missing}, which {} needs",
+                grant.consent_id, grant.matched.route.template
+            ),
+        )));
+    }
+    if let Some(account) = &grant.matched.account_id {
+        if !grant.covers(account) {
+            return Err(Ok(refusal(
+                "UK.OBIE.Resource.ConsentMismatch",
+                "account_not_consented",
+                format!(
+                    "account {account} is not covered by consent {}",
+                    grant.consent_id
+                ),
+            )));
+        }
+    }
+    Ok(grant)
 }
 
 impl<S> Service<Request> for Authorize<S>
