@@ -6,12 +6,14 @@
 //! refused before routing with `400 UK.OBIE.Resource.InvalidFormat`, rather than decoded in a
 //! way the upstream might decode differently.
 
+use std::ops::ControlFlow;
+
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, ObError};
+use crate::http::wrap::Around;
 
 /// Why a path is not canonical, or `None` when it is.
 pub fn problem(path: &str) -> Option<&'static str> {
@@ -42,22 +44,35 @@ pub fn problem(path: &str) -> Option<&'static str> {
 }
 
 /// Refuses non-canonical `/open-banking` paths before they are routed.
-pub async fn canonical_only(req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if path.starts_with("/open-banking/") {
-        if let Some(why) = problem(path) {
-            return ApiError::OpenBanking {
-                status: StatusCode::BAD_REQUEST,
-                errors: vec![ObError {
-                    code: "UK.OBIE.Resource.InvalidFormat",
-                    message: format!("the request path is not canonical: {why}"),
-                    path: None,
-                }],
+#[derive(Clone, Copy, Debug)]
+pub struct CanonicalOnly;
+
+impl Around for CanonicalOnly {
+    type Ctx = ();
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response> {
+        let path = req.uri().path();
+        if path.starts_with("/open-banking/") {
+            if let Some(why) = problem(path) {
+                return ControlFlow::Break(
+                    ApiError::OpenBanking {
+                        status: StatusCode::BAD_REQUEST,
+                        errors: vec![ObError {
+                            code: "UK.OBIE.Resource.InvalidFormat",
+                            message: format!("the request path is not canonical: {why}"),
+                            path: None,
+                        }],
+                    }
+                    .into_response(),
+                );
             }
-            .into_response();
         }
+        ControlFlow::Continue(())
     }
-    next.run(req).await
+
+    fn after(&self, (): (), res: Response) -> Response {
+        res
+    }
 }
 
 #[cfg(test)]

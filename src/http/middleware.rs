@@ -1,15 +1,16 @@
 //! The request-wide layers: interaction id, error rendering, cache headers, metrics.
 
 use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 
+use super::wrap::Around;
 use crate::error::{ApiError, Family};
 use crate::state::AppState;
 
@@ -50,49 +51,66 @@ impl<S: Send + Sync> FromRequestParts<S> for InteractionId {
 }
 
 /// Outermost layer: fixes the interaction id for the request and echoes it on the response.
-pub async fn interaction_id(mut req: Request, next: Next) -> Response {
-    let id = InteractionId::from_header(req.headers().get(&INTERACTION_ID));
-    let header = HeaderValue::from_str(&id.0).ok();
-    req.extensions_mut().insert(id);
-    let mut res = next.run(req).await;
-    if let Some(h) = header {
-        res.headers_mut().insert(INTERACTION_ID.clone(), h);
+#[derive(Clone, Copy, Debug)]
+pub struct EchoInteractionId;
+
+impl Around for EchoInteractionId {
+    type Ctx = Option<HeaderValue>;
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response, Self::Ctx> {
+        let id = InteractionId::from_header(req.headers().get(&INTERACTION_ID));
+        let header = HeaderValue::from_str(&id.0).ok();
+        req.extensions_mut().insert(id);
+        ControlFlow::Continue(header)
     }
-    res
+
+    fn after(&self, header: Self::Ctx, mut res: Response) -> Response {
+        if let Some(h) = header {
+            res.headers_mut().insert(INTERACTION_ID.clone(), h);
+        }
+        res
+    }
 }
 
 /// Renders errors in the family of the request path, and turns any framework default error
 /// (axum's plain-text rejections, 405, the body limit's 413, the timeout's 408, a panic) into
 /// the same bodies. Also marks `/oauth2` and `/api` responses as not cacheable.
-pub async fn render_errors(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    let family = Family::of(&path);
-    let mut res = next.run(req).await;
+#[derive(Clone, Copy, Debug)]
+pub struct RenderErrors;
 
-    let error = match res.extensions_mut().remove::<ApiError>() {
-        Some(e) => Some(e),
-        None if is_framework_error(&res) => Some(ApiError::from_status(res.status())),
-        None => None,
-    };
-    if let Some(error) = error {
-        let mut rendered = error.render(family);
-        for (name, value) in res.headers() {
-            if name != CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
-                rendered.headers_mut().insert(name.clone(), value.clone());
+impl Around for RenderErrors {
+    type Ctx = Family;
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response, Family> {
+        ControlFlow::Continue(Family::of(req.uri().path()))
+    }
+
+    fn after(&self, family: Family, mut res: Response) -> Response {
+        let error = match res.extensions_mut().remove::<ApiError>() {
+            Some(e) => Some(e),
+            None if is_framework_error(&res) => Some(ApiError::from_status(res.status())),
+            None => None,
+        };
+        if let Some(error) = error {
+            let mut rendered = error.render(family);
+            for (name, value) in res.headers() {
+                if name != CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+                    rendered.headers_mut().insert(name.clone(), value.clone());
+                }
             }
+            res = rendered;
         }
-        res = rendered;
+        if matches!(family, Family::OAuth | Family::Admin) {
+            let h = res.headers_mut();
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        }
+        res
     }
-    if matches!(family, Family::OAuth | Family::Admin) {
-        let h = res.headers_mut();
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    }
-    res
 }
 
 /// Marks a response whose error body is deliberate (an HTML page for a browser), so
-/// [`render_errors`] leaves it as it is.
+/// [`RenderErrors`] leaves it as it is.
 #[derive(Clone, Copy, Debug)]
 pub struct DeliberatePage;
 
@@ -114,19 +132,30 @@ fn is_framework_error(res: &Response) -> bool {
 
 /// Counts requests and observes latency per matched route (never the raw path, which would
 /// explode the label set).
-pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    // Both are cheap to keep: the matched path is shared, a standard method is a constant.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let start = Instant::now();
-    let res = next.run(req).await;
-    state.metrics.observe_http(
-        method.as_str(),
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        res.status().as_u16(),
-        start.elapsed(),
-    );
-    res
+#[derive(Clone, Debug)]
+pub struct RecordMetrics(pub AppState);
+
+impl Around for RecordMetrics {
+    type Ctx = (Method, Option<MatchedPath>, Instant);
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response, Self::Ctx> {
+        // Both are cheap to keep: the matched path is shared, a standard method is a constant.
+        ControlFlow::Continue((
+            req.method().clone(),
+            req.extensions().get::<MatchedPath>().cloned(),
+            Instant::now(),
+        ))
+    }
+
+    fn after(&self, (method, route, start): Self::Ctx, res: Response) -> Response {
+        self.0.metrics.observe_http(
+            method.as_str(),
+            route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            res.status().as_u16(),
+            start.elapsed(),
+        );
+        res
+    }
 }
 
 /// Unknown routes: a 404 in the family of the path.
@@ -150,20 +179,47 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
 /// Caps every request body at `http.body_limit` while it streams (a `Content-Length` over the
 /// cap is refused before reading), except KYC document uploads, which may carry base64 images
 /// up to `kyc.document_max_bytes` each.
-pub async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = if req.uri().path().ends_with("/verification-kyc/documents") {
-        state.config.kyc.document_max_bytes.saturating_mul(8) + 64 * 1024
-    } else {
-        state.config.http.body_limit
-    };
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::PayloadTooLarge.into_response();
+#[derive(Clone, Copy, Debug)]
+pub struct LimitBody {
+    /// Every other request's cap.
+    pub body_limit: usize,
+    /// A KYC document upload's cap.
+    pub document_limit: usize,
+}
+
+impl LimitBody {
+    /// The caps `config` sets.
+    pub fn new(config: &crate::config::Config) -> Self {
+        Self {
+            body_limit: config.http.body_limit,
+            document_limit: config.kyc.document_max_bytes.saturating_mul(8) + 64 * 1024,
+        }
     }
-    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
-    next.run(req).await
+}
+
+impl Around for LimitBody {
+    type Ctx = ();
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response> {
+        let limit = if req.uri().path().ends_with("/verification-kyc/documents") {
+            self.document_limit
+        } else {
+            self.body_limit
+        };
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return ControlFlow::Break(ApiError::PayloadTooLarge.into_response());
+        }
+        let body = std::mem::take(req.body_mut());
+        *req.body_mut() = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+        ControlFlow::Continue(())
+    }
+
+    fn after(&self, (): (), res: Response) -> Response {
+        res
+    }
 }

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod middleware;
 pub mod routes;
 pub mod validate;
+pub mod wrap;
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
+use wrap::AroundLayer;
 
 use crate::state::AppState;
 use middleware::InteractionId;
@@ -82,28 +84,21 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         .on_failure(());
 
     // One `Router::layer` call for the whole stack: each call boxes every route again, and a
-    // boxed layer costs a clone, an allocation and a boxed future per request. Listed from the
-    // outermost (first to see the request) to the innermost.
+    // boxed layer costs a clone, an allocation and a boxed future per request. Our own layers
+    // are `Around`s, not `from_fn` (which clones and boxes the stack beneath it per request;
+    // see `wrap`). Listed from the outermost (first to see the request) to the innermost.
     let stack = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(middleware::interaction_id))
+        .layer(AroundLayer(middleware::EchoInteractionId))
         .layer(trace)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::record_metrics,
-        ))
-        .layer(axum::middleware::from_fn(middleware::render_errors))
+        .layer(AroundLayer(middleware::RecordMetrics(state.clone())))
+        .layer(AroundLayer(middleware::RenderErrors))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn(
-            crate::gateway::path::canonical_only,
-        ))
+        .layer(AroundLayer(crate::gateway::path::CanonicalOnly))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::limit_body,
-        ))
+        .layer(AroundLayer(middleware::LimitBody::new(&state.config)))
         .layer(DefaultBodyLimit::max(http.body_limit));
     let router = router
         .fallback(middleware::not_found)
