@@ -1,5 +1,7 @@
 //! The second gateway layer: the token's consent must allow this request.
 //!
+//! First the token's client must be within its gateway rate limit ([`super::rate_limit`]), so
+//! a client over its limit costs no consent or KYC lookup.
 //! The consent belongs to the token's client, is `Authorised`, not deleted or expired, and
 //! its customer's KYC status is `passed` (the checks of [`crate::consent::check_access`], on
 //! the copies in [`super::cache`]); its permissions
@@ -56,9 +58,11 @@ impl Grant {
         self.permissions.split_whitespace().collect()
     }
 
-    /// Whether the consent covers account `id`.
+    /// Whether the consent covers account `id`. The list is joined with single spaces when
+    /// the customer authorises (`consent::authorise`); split on that byte, not on Unicode
+    /// whitespace, as this runs for every item of every response.
     pub fn covers(&self, id: &str) -> bool {
-        self.account_ids.split_whitespace().any(|a| a == id)
+        !id.is_empty() && self.account_ids.split(' ').any(|a| a == id)
     }
 }
 
@@ -222,6 +226,13 @@ where
                 .into_response());
             };
             let path = req.uri().path().to_owned();
+            let interaction = super::access_log::interaction_of(&req);
+            if let Some(limited) =
+                super::rate_limit::over_limit(&state, &principal, &path, interaction.as_deref())
+                    .await
+            {
+                return Ok(limited);
+            }
             let started = std::time::Instant::now();
             let decision = decide(&state, &path, &principal).await;
             let reason = match &decision {
@@ -229,7 +240,6 @@ where
                 Err(Ok(r)) => r.reason,
                 Err(Err(_)) => "unknown_route_or_error",
             };
-            let interaction = super::access_log::interaction_of(&req);
             state
                 .access_log
                 .decided(

@@ -2,7 +2,7 @@
 //! reaches the bank.
 //!
 //! ```text
-//! canonical path (global, before routing) ─ AuthenticateLayer ─ rate limit ─ AuthorizeLayer ─ proxy
+//! canonical path (global, before routing) ─ AuthenticateLayer ─ AuthorizeLayer (rate limit first) ─ proxy
 //!                                                  └──── every decision ──→ access_log (batched audit)
 //! ```
 //!
@@ -63,8 +63,8 @@ use tower::ServiceBuilder;
 use crate::http::Routes;
 use crate::state::AppState;
 
-/// Every route of the permission map, behind the two layers and the per-client rate limit
-/// between them, ending in the proxy.
+/// Every route of the permission map, behind the two layers (the second checks the per-client
+/// rate limit first), ending in the proxy.
 pub fn routes(state: AppState) -> Routes<AppState> {
     let mut routes = Routes::new();
     for r in route_map::ROUTES.iter() {
@@ -76,10 +76,7 @@ pub fn routes(state: AppState) -> Routes<AppState> {
     routes.route_layer(
         ServiceBuilder::new()
             .layer(AuthenticateLayer::new(state.clone()))
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                rate_limit::limit,
-            ))
+            // The per-client rate limit is the first thing AuthorizeLayer checks.
             .layer(AuthorizeLayer::new(state)),
     )
 }

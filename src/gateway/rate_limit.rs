@@ -7,46 +7,43 @@
 //! the batched [`super::access_log`], so a flooding client costs one row per refusal in a
 //! shared transaction, not a transaction each.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::Principal;
 use crate::limits::Scope;
 use crate::state::AppState;
 
-/// Takes one request from the token's client's gateway bucket, or answers `429`.
-pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(claims) = req
-        .extensions()
-        .get::<Principal>()
-        .map(|p| p.claims.clone())
-    else {
-        // Only reachable if the layer is mounted without AuthenticateLayer before it.
-        return crate::error::ApiError::internal("gateway rate limit without a principal")
-            .into_response();
-    };
+/// Takes one request from the token's client's gateway bucket; over the limit, audits the
+/// refusal and returns the `429` to answer with. Called by [`super::AuthorizeLayer`] before
+/// anything else it does, rather than as a layer of its own: a layer here cost a clone and two
+/// boxes per request, limited or not.
+pub async fn over_limit(
+    state: &AppState,
+    principal: &Principal,
+    path: &str,
+    interaction: Option<&str>,
+) -> Option<Response> {
+    let claims = &principal.claims;
     let started = std::time::Instant::now();
-    match state.limits.take(&claims.client_id, Scope::Gateway).await {
-        Ok(()) => next.run(req).await,
-        Err(limited) => {
-            let interaction = super::access_log::interaction_of(&req);
-            state
-                .access_log
-                .decided(
-                    &state,
-                    started,
-                    super::access_log::Decision {
-                        client_id: Some(&claims.client_id),
-                        consent_id: claims.consent_id.as_deref(),
-                        reason: "rate_limited",
-                        allowed: false,
-                        path: req.uri().path(),
-                        interaction: interaction.as_deref(),
-                    },
-                )
-                .await;
-            limited.into_response()
-        }
-    }
+    let limited = state
+        .limits
+        .take(&claims.client_id, Scope::Gateway)
+        .await
+        .err()?;
+    state
+        .access_log
+        .decided(
+            state,
+            started,
+            super::access_log::Decision {
+                client_id: Some(&claims.client_id),
+                consent_id: claims.consent_id.as_deref(),
+                reason: "rate_limited",
+                allowed: false,
+                path,
+                interaction,
+            },
+        )
+        .await;
+    Some(limited.into_response())
 }
