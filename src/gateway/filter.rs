@@ -376,19 +376,69 @@ fn relink(links: &mut Value, public_base: &str) {
     };
     for v in links.values_mut() {
         let Some(s) = v.as_str() else { continue };
-        let parsed = Url::parse(s).or_else(|_| Url::parse(&format!("http://relative.invalid{s}")));
-        let Ok(u) = parsed else { continue };
-        let path = u.path();
-        let tail = path
-            .find(super::route_map::PREFIX)
-            .map_or(path, |i| &path[i..]);
-        let mut out = format!("{}{tail}", public_base.trim_end_matches('/'));
-        if let Some(q) = u.query() {
-            out.push('?');
-            out.push_str(q);
-        }
+        let out = match plain_parts(s) {
+            Some((path, query)) => pointed_home(public_base, path, query),
+            None => {
+                let parsed =
+                    Url::parse(s).or_else(|_| Url::parse(&format!("http://relative.invalid{s}")));
+                let Ok(u) = parsed else { continue };
+                pointed_home(public_base, u.path(), u.query())
+            }
+        };
         *v = Value::String(out);
     }
+}
+
+/// `public_base`, then `path` from the AIS prefix on (all of it when it has none), then the
+/// query.
+fn pointed_home(public_base: &str, path: &str, query: Option<&str>) -> String {
+    let tail = path
+        .find(super::route_map::PREFIX)
+        .map_or(path, |i| &path[i..]);
+    let base = public_base.trim_end_matches('/');
+    let mut out = String::with_capacity(base.len() + tail.len() + query.map_or(0, |q| q.len() + 1));
+    out.push_str(base);
+    out.push_str(tail);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// The path and query of a link that the URL parser would return unchanged, found without
+/// parsing it (a parse was about 3 % of a gateway request): an absolute `http(s)` URL or an
+/// absolute path, of characters the parser neither encodes nor normalises, with no `.` or `..`
+/// segment. Anything else is `None`, and goes through [`Url::parse`].
+fn plain_parts(s: &str) -> Option<(&str, Option<&str>)> {
+    let plain = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/:?=&+,;@!$*()".contains(&b));
+    if !plain {
+        return None;
+    }
+    let rest = if let Some(after) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    {
+        let end = after.find(['/', '?']).unwrap_or(after.len());
+        if end == 0 {
+            return None;
+        }
+        &after[end..]
+    } else if s.starts_with('/') && !s.starts_with("//") {
+        s
+    } else {
+        return None;
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path.split('/').any(|seg| seg == "." || seg == "..") {
+        return None;
+    }
+    Some((path, query))
 }
 
 #[cfg(test)]
@@ -408,6 +458,43 @@ mod tests {
             to: parse_date_time("2026-06-30T23:59:59+00:00"),
             matched: lookup(path).unwrap(),
         }
+    }
+
+    #[test]
+    fn plain_links_split_as_the_url_parser_splits_them() {
+        let links = [
+            "http://bank.internal:8080/open-banking/v3.1/aisp/accounts",
+            "https://bank.example/base/open-banking/v3.1/aisp/accounts/a1/transactions?page=2&x=a:b",
+            "https://user@bank.example/open-banking/v3.1/aisp/accounts?",
+            "http://bank.example?page=3",
+            "http://bank.example",
+            "/open-banking/v3.1/aisp/accounts/a1?fromBookingDateTime=2026-01-01T00:00:00",
+            "/a/./b",
+            "/a/../open-banking/v3.1/aisp/accounts",
+            "http://bank.example/a/%2e%2e/b",
+            "http://bank.example/a b?c d",
+            "http://bank.example/a#frag",
+            "http://bank.example/a?q='x'",
+            "//bank.example/a",
+            "mailto:x@y",
+            "HTTP://BANK.EXAMPLE/A",
+            "http:///a",
+            "relative/path",
+        ];
+        for link in links {
+            let parsed = Url::parse(link)
+                .or_else(|_| Url::parse(&format!("http://relative.invalid{link}")))
+                .ok();
+            if let Some((path, query)) = plain_parts(link) {
+                let u = parsed.unwrap_or_else(|| panic!("{link} split but does not parse"));
+                assert_eq!((path, query), (u.path(), u.query()), "{link}");
+            }
+        }
+        // The common links take the fast path.
+        assert!(plain_parts(links[0]).is_some());
+        assert!(plain_parts(links[1]).is_some());
+        assert!(plain_parts(links[5]).is_some());
+        assert!(plain_parts("/a/./b").is_none());
     }
 
     #[test]
