@@ -3,7 +3,7 @@
 //! First the token's client must be within its gateway rate limit ([`super::rate_limit`]), so
 //! a client over its limit costs no consent or KYC lookup.
 //!
-//! Then the consent belongs to the token's client, is `Authorised`, not deleted or expired, and
+//! Then, the checks: the consent belongs to the token's client, is `Authorised`, not deleted or expired, and
 //! its customer's KYC status is `passed` (the checks of [`crate::consent::check_access`], on
 //! the copies in [`super::cache`]); its permissions
 //! cover the route ([`super::route_map`]); the `AccountId` in the path is one it covers. Any

@@ -61,7 +61,7 @@ where
     }
 
     /// `POST path` whose body may be larger than `http.body_limit` (documents); the global
-    /// streaming cap is raised for the same path in [`super::middleware::limit_body`].
+    /// streaming cap is raised for the same path in [`super::middleware::LimitBody`].
     pub fn post_with_limit<H, T>(
         self,
         path: &str,
