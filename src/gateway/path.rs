@@ -69,10 +69,6 @@ impl Around for CanonicalOnly {
         }
         ControlFlow::Continue(())
     }
-
-    fn after(&self, (): (), res: Response) -> Response {
-        res
-    }
 }
 
 #[cfg(test)]

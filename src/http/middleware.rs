@@ -218,8 +218,4 @@ impl Around for LimitBody {
         *req.body_mut() = axum::body::Body::new(http_body_util::Limited::new(body, limit));
         ControlFlow::Continue(())
     }
-
-    fn after(&self, (): (), res: Response) -> Response {
-        res
-    }
 }

@@ -27,8 +27,11 @@ pub trait Around: Clone + Send + Sync + 'static {
     /// the inner service.
     fn before(&self, req: &mut Request) -> ControlFlow<Response, Self::Ctx>;
 
-    /// Looks at (and may replace) the inner service's response.
-    fn after(&self, ctx: Self::Ctx, res: Response) -> Response;
+    /// Looks at (and may replace) the inner service's response; by default passes it on.
+    fn after(&self, ctx: Self::Ctx, res: Response) -> Response {
+        let _ = ctx;
+        res
+    }
 }
 
 /// Wraps a service in an [`Around`].
