@@ -7,11 +7,11 @@
 //! copies everything else through as it came. Building a full `Value` tree of each body and
 //! serialising it again was about a tenth of the gateway's CPU in its profile, and reading
 //! each level into raw slices with serde_json (scanning the body once per level) still cost
-//! a tenth (BENCHMARKS.md). Items that lose fields or are checked against the transaction
-//! window are still read into a `Value`, by the same [`apply`] rules; a body that is not a
-//! JSON object, or names a member the walk decides on twice, takes the `Value` path whole
-//! (which reads a repeated key as its last one). A property test holds the two paths to the
-//! same answer.
+//! a tenth (BENCHMARKS.md). Items that lose fields are written member by member without the
+//! hidden ones; items checked against the transaction window are still read into a `Value`,
+//! by the same [`apply`] rules. A body that is not a JSON object, or names a member the walk
+//! decides on twice, takes the `Value` path whole (which reads a repeated key as its last
+//! one). A property test holds the two paths to the same answer.
 
 use serde_json::Value;
 use url::Url;
@@ -286,11 +286,12 @@ impl<'j, 'g> Walk<'j, 'g> {
     }
 
     /// The items the grant shows, as [`apply`] keeps and trims them. An item that needs no
-    /// trimming and no window check is decided on its `AccountId` alone and copied as it came.
+    /// window check is decided on its `AccountId` alone and copied as it came, less the members
+    /// the grant hides.
     fn items(&mut self, shape: Shape) -> Option<()> {
         let grant = self.grant;
         let hidden = hidden_fields(shape, grant);
-        let whole = shape == Shape::Transactions || !hidden.is_empty();
+        let whole = shape == Shape::Transactions;
         self.out.push(b'[');
         let mut first = true;
         let mut next = self.json.known_array().ok()?;
@@ -310,13 +311,15 @@ impl<'j, 'g> Walk<'j, 'g> {
                     serde_json::to_writer(&mut self.out, &item).ok()?;
                 }
                 shown
-            } else if peek == jiter::Peek::Object {
+            } else if peek == jiter::Peek::Object && hidden.is_empty() {
                 let shown = self.consented_item()?;
                 if shown {
                     let raw = &self.bytes[start..self.json.current_index()];
                     self.out.extend_from_slice(raw);
                 }
                 shown
+            } else if peek == jiter::Peek::Object {
+                self.trimmed_item(hidden)?
             } else {
                 // Not an object: no AccountId, never shown.
                 self.json.known_skip(peek).ok()?;
@@ -331,6 +334,52 @@ impl<'j, 'g> Walk<'j, 'g> {
         }
         self.out.push(b']');
         Some(())
+    }
+
+    /// Writes the object item that comes next without the members `hidden` names (each
+    /// other member as it came): whether its `AccountId` is a consented one. A Basic-only
+    /// accounts body read this way rather than through a `Value` per item takes a third of the
+    /// instructions (`cargo bench --bench filter`; BENCHMARKS.md, seventh pass).
+    fn trimmed_item(&mut self, hidden: &[&str]) -> Option<bool> {
+        let grant = self.grant;
+        let mut account: Option<bool> = None;
+        let mut first = true;
+        self.out.push(b'{');
+        let mut key = self.json.known_object().ok()?;
+        while let Some(k) = key {
+            if hidden.contains(&k) {
+                self.json.next_skip().ok()?;
+            } else {
+                let is_account = k == "AccountId";
+                if !std::mem::take(&mut first) {
+                    self.out.push(b',');
+                }
+                serde_json::to_writer(&mut self.out, k).ok()?;
+                self.out.push(b':');
+                let peek = self.json.peek().ok()?;
+                let start = self.json.current_index();
+                if is_account {
+                    if account.is_some() {
+                        // Given twice: the tree path decides which one counts.
+                        return None;
+                    }
+                    account = Some(if peek == jiter::Peek::String {
+                        let id = self.json.known_str().ok()?;
+                        grant.covers(id)
+                    } else {
+                        self.json.known_skip(peek).ok()?;
+                        false
+                    });
+                } else {
+                    self.json.known_skip(peek).ok()?;
+                }
+                let raw = &self.bytes[start..self.json.current_index()];
+                self.out.extend_from_slice(raw);
+            }
+            key = self.json.next_key().ok()?;
+        }
+        self.out.push(b'}');
+        Some(account.unwrap_or(false))
     }
 
     /// Reads the object item that comes next: whether its `AccountId` is a consented one.
