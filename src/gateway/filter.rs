@@ -341,7 +341,6 @@ impl<'j, 'g> Walk<'j, 'g> {
     /// accounts body read this way rather than through a `Value` per item takes a third of the
     /// instructions (`cargo bench --bench filter`; BENCHMARKS.md, seventh pass).
     fn trimmed_item(&mut self, hidden: &[&str]) -> Option<bool> {
-        let grant = self.grant;
         let mut account: Option<bool> = None;
         let mut first = true;
         self.out.push(b'{');
@@ -356,22 +355,14 @@ impl<'j, 'g> Walk<'j, 'g> {
                 }
                 serde_json::to_writer(&mut self.out, k).ok()?;
                 self.out.push(b':');
-                let peek = self.json.peek().ok()?;
                 let start = self.json.current_index();
                 if is_account {
-                    if account.is_some() {
+                    if account.replace(self.covered_account()?).is_some() {
                         // Given twice: the tree path decides which one counts.
                         return None;
                     }
-                    account = Some(if peek == jiter::Peek::String {
-                        let id = self.json.known_str().ok()?;
-                        grant.covers(id)
-                    } else {
-                        self.json.known_skip(peek).ok()?;
-                        false
-                    });
                 } else {
-                    self.json.known_skip(peek).ok()?;
+                    self.json.next_skip().ok()?;
                 }
                 let raw = &self.bytes[start..self.json.current_index()];
                 self.out.extend_from_slice(raw);
@@ -382,25 +373,29 @@ impl<'j, 'g> Walk<'j, 'g> {
         Some(account.unwrap_or(false))
     }
 
+    /// Reads the value of an item's `AccountId`: whether it names a consented account (a
+    /// value that is not a string names none).
+    fn covered_account(&mut self) -> Option<bool> {
+        if self.json.peek().ok()? == jiter::Peek::String {
+            let id = self.json.known_str().ok()?;
+            Some(self.grant.covers(id))
+        } else {
+            self.json.next_skip().ok()?;
+            Some(false)
+        }
+    }
+
     /// Reads the object item that comes next: whether its `AccountId` is a consented one.
     fn consented_item(&mut self) -> Option<bool> {
-        let grant = self.grant;
         let is_account = |k: &str| k == "AccountId";
         let mut account: Option<bool> = None;
         let mut key = self.json.known_object().ok()?.map(is_account);
         while let Some(this_is_account) = key {
             if this_is_account {
-                if account.is_some() {
+                if account.replace(self.covered_account()?).is_some() {
                     // Given twice: the tree path decides which one counts.
                     return None;
                 }
-                account = Some(if self.json.peek().ok()? == jiter::Peek::String {
-                    let id = self.json.known_str().ok()?;
-                    grant.covers(id)
-                } else {
-                    self.json.next_skip().ok()?;
-                    false
-                });
             } else {
                 self.json.next_skip().ok()?;
             }
