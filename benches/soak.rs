@@ -15,7 +15,8 @@
 //! - `obgate audit verify` passes on the database;
 //! - every state change answered as done is in the audit log (consents created, approved,
 //!   revoked or deleted, customers created, tokens issued);
-//! - the audit log holds exactly one `gateway.access` row per gateway request answered.
+//! - the audit log holds exactly one gateway decision per gateway request answered, and
+//!   `obgate audit verify` proves them against their seals.
 //!
 //! It prints one summary table, for the README.
 
@@ -214,13 +215,17 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     }
 }
 
+/// Audit rows by action and outcome; gateway decisions count under `gateway.access`.
 async fn audit_counts(url: &str) -> BTreeMap<(String, String), i64> {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let rows: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT action, outcome, count(*) FROM audit GROUP BY action, outcome")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT action, outcome, count(*) FROM audit GROUP BY action, outcome \
+         UNION ALL SELECT 'gateway.access', outcome, count(*) FROM gateway_decisions \
+         GROUP BY outcome",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     pool.close().await;
     rows.into_iter().map(|(a, o, n)| ((a, o), n)).collect()
 }

@@ -249,8 +249,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             match result {
                 Ok(v) => {
                     println!(
-                        "audit chain intact: {} rows, head hash {}",
-                        v.rows, v.head_hash
+                        "audit chain intact: {} rows sealing {} gateway decisions, head hash {}",
+                        v.rows, v.decisions, v.head_hash
                     );
                     Ok(())
                 }

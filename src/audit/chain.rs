@@ -5,9 +5,15 @@
 //! A JSON array has one serialization, so the hash is the same on every node and backend.
 //! Removing a row breaks the seq sequence or the next row's `prev_hash`; changing one breaks its
 //! hash; removing rows at the end disagrees with the head kept in `audit_head`.
+//!
+//! Gateway decisions are proved through the chain too: each `gateway.decisions` row seals a
+//! consecutive range of them with their digest ([`super::decisions`]), the ranges follow one
+//! another from decision 1, and the head counts the decisions sealed. A decision changed,
+//! removed, moved or added out of band no longer matches a seal.
 
 use sha2::{Digest, Sha256};
 
+use super::decisions::{self, SEAL_ACTION, SEAL_RESOURCE};
 use super::{AuditEvent, AuditRecord};
 use crate::store::{Store, StoreError};
 
@@ -62,7 +68,7 @@ pub fn hash_of(r: &AuditRecord) -> String {
 }
 
 /// Feeds serialized bytes straight into the hash, so no JSON text is kept.
-struct HashWriter<'a>(&'a mut Sha256);
+pub(crate) struct HashWriter<'a>(pub(crate) &'a mut Sha256);
 
 impl std::io::Write for HashWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -80,6 +86,8 @@ impl std::io::Write for HashWriter<'_> {
 pub struct Verified {
     /// Rows checked.
     pub rows: i64,
+    /// Gateway decisions checked against their seals.
+    pub decisions: i64,
     /// Hash of the last row: record it elsewhere to detect a rewrite of the whole table later.
     pub head_hash: String,
 }
@@ -117,6 +125,28 @@ pub enum Broken {
         /// Seq recorded in the head.
         head: i64,
     },
+    /// A seal does not name the decisions that follow the previous seal's.
+    #[error("row seq {seq} seals gateway decisions out of order: expected a range from decision {expected}")]
+    SealRange {
+        /// The sealing row.
+        seq: i64,
+        /// The first decision it should seal.
+        expected: i64,
+    },
+    /// A batch of decisions does not match its seal.
+    #[error("the gateway decisions sealed by row seq {seq} were altered, removed or moved")]
+    Decisions {
+        /// The sealing row.
+        seq: i64,
+    },
+    /// Decisions exist past the last seal, or the head counts other than were sealed.
+    #[error("gateway decisions are sealed up to {sealed} but {found}: rows were deleted or appended out of band")]
+    DecisionsHead {
+        /// Last decision seq sealed.
+        sealed: i64,
+        /// What was found instead.
+        found: String,
+    },
     /// The head's hash is not the last row's hash.
     #[error("the head hash does not match row seq {seq}: the last row was replaced")]
     HeadHash {
@@ -141,6 +171,7 @@ pub async fn verify(store: &dyn Store) -> Result<Verified, VerifyError> {
     const PAGE: u32 = 1000;
     let mut expected_seq = 1;
     let mut prev_hash = GENESIS_HASH.to_owned();
+    let mut next_decision = 1;
     loop {
         let rows = store.audit_chain_page(expected_seq - 1, PAGE).await?;
         let done = rows.len() < PAGE as usize;
@@ -157,6 +188,9 @@ pub async fn verify(store: &dyn Store) -> Result<Verified, VerifyError> {
             }
             if hash_of(&row) != row.hash {
                 return Err(Broken::Altered { seq: row.seq }.into());
+            }
+            if row.action == SEAL_ACTION {
+                next_decision = verify_sealed(store, &row, next_decision).await?;
             }
             prev_hash = row.hash;
             expected_seq += 1;
@@ -177,10 +211,65 @@ pub async fn verify(store: &dyn Store) -> Result<Verified, VerifyError> {
     if head.last_hash != prev_hash {
         return Err(Broken::HeadHash { seq: last }.into());
     }
+    let sealed = next_decision - 1;
+    if head.decisions != sealed {
+        return Err(Broken::DecisionsHead {
+            sealed,
+            found: format!("the head counts {}", head.decisions),
+        }
+        .into());
+    }
+    if let Some(extra) = store
+        .decisions_between(next_decision, i64::MAX, 1)
+        .await?
+        .first()
+    {
+        return Err(Broken::DecisionsHead {
+            sealed,
+            found: format!("decision {} is stored", extra.seq),
+        }
+        .into());
+    }
     Ok(Verified {
         rows: last,
+        decisions: sealed,
         head_hash: prev_hash,
     })
+}
+
+/// Checks the decisions a `gateway.decisions` row seals, which must start at `next`; the
+/// decision seq after them.
+async fn verify_sealed(
+    store: &dyn Store,
+    seal: &AuditRecord,
+    next: i64,
+) -> Result<i64, VerifyError> {
+    let range = (seal.resource_type.as_deref() == Some(SEAL_RESOURCE))
+        .then(|| {
+            seal.resource_id
+                .as_deref()
+                .and_then(decisions::sealed_range)
+        })
+        .flatten();
+    let (first, last) = match range {
+        Some((first, last)) if first == next => (first, last),
+        _ => {
+            return Err(Broken::SealRange {
+                seq: seal.seq,
+                expected: next,
+            }
+            .into())
+        }
+    };
+    let count = u32::try_from(last - first + 1).map_err(|_| Broken::SealRange {
+        seq: seal.seq,
+        expected: next,
+    })?;
+    let rows = store.decisions_between(first, last, count).await?;
+    if rows.len() != count as usize || seal.reason.as_deref() != Some(&decisions::digest(&rows)) {
+        return Err(Broken::Decisions { seq: seal.seq }.into());
+    }
+    Ok(last + 1)
 }
 
 #[cfg(test)]

@@ -9,8 +9,12 @@
 //! Each stored row carries the hash of the row before it ([`chain`]), the database refuses
 //! `UPDATE`/`DELETE` on the table (triggers), and the head (last seq and hash) is kept beside
 //! it, so `obgate audit verify` proves that no row was altered, removed or appended out of band.
+//!
+//! The gateway's per-request decisions are the exception to one row per decision: they are
+//! compact rows of their own table, sealed into the chain a batch at a time ([`decisions`]).
 
 pub mod chain;
+pub mod decisions;
 pub mod group;
 pub mod routes;
 
@@ -213,6 +217,10 @@ pub struct AuditHead {
     pub seq: i64,
     /// Hash of that row (the genesis hash when empty).
     pub last_hash: String,
+    /// Gateway decisions sealed so far (the last decision seq; see [`decisions`]). Statements
+    /// that only move the chain do not return it.
+    #[sqlx(default)]
+    pub decisions: i64,
 }
 
 /// Filters for listing audit rows; every field narrows the result.

@@ -2,9 +2,10 @@
 //! for which route, with the request's interaction id.
 //!
 //! A bank must be able to say which TPP read which customer's data and when, so each decision
-//! is one audit row in the same hash chain as every state change. Writing a row per request
-//! on the request path would cost a database transaction per read; instead decisions go into a
-//! bounded queue and [`write()`] appends them in batches (one transaction per batch, hundreds of
+//! is a row of the audit log's `gateway_decisions` table, sealed into the same hash chain as
+//! every state change ([`crate::audit::decisions`]). Writing a row per request on the request
+//! path would cost a database transaction per read; instead decisions go into a bounded queue
+//! and [`write()`] appends them in batches (one transaction and one seal per batch, hundreds of
 //! rows each). The queue is the only buffer: when it is full (the database is slow or away)
 //! a gateway request waits for room rather than being served without its record, so an
 //! access is never unaudited. On shutdown the writer drains the queue before the database
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::audit::{ActorType, AuditEvent, Outcome};
+use crate::audit::decisions::GatewayDecision;
 use crate::state::AppState;
 
 /// Decisions held before a request has to wait.
@@ -27,8 +28,8 @@ const LINGER: Duration = Duration::from_millis(20);
 /// The queue of decisions waiting to be written.
 #[derive(Debug)]
 pub struct AccessLog {
-    tx: mpsc::Sender<AuditEvent>,
-    rx: std::sync::Mutex<Option<mpsc::Receiver<AuditEvent>>>,
+    tx: mpsc::Sender<GatewayDecision>,
+    rx: std::sync::Mutex<Option<mpsc::Receiver<GatewayDecision>>>,
 }
 
 impl Default for AccessLog {
@@ -48,7 +49,7 @@ pub struct Decision<'a> {
     /// The consent the token acts under, when known.
     pub consent_id: Option<&'a str>,
     /// Allowed or why not (`consent_revoked`, `invalid_token`, `rate_limited`, …).
-    pub reason: &'a str,
+    pub reason: &'static str,
     /// Whether the request goes on to the bank.
     pub allowed: bool,
     /// The path requested.
@@ -77,23 +78,15 @@ impl AccessLog {
 
     /// Queues a decision; waits while the queue is full (see the module docs).
     pub async fn record(&self, state: &AppState, d: Decision<'_>) {
-        let (actor_type, actor) = match d.client_id {
-            Some(c) => (ActorType::Client, c.to_owned()),
-            None => (ActorType::Anonymous, "-".to_owned()),
+        let event = GatewayDecision {
+            at: state.clock.now(),
+            client_id: d.client_id.map(str::to_owned),
+            consent_id: d.consent_id.map(str::to_owned),
+            allowed: d.allowed,
+            reason: d.reason,
+            path: d.path.to_owned(),
+            interaction_id: d.interaction.map(str::to_owned),
         };
-        let mut event = AuditEvent::new(state.clock.now(), actor_type, actor, "gateway.access")
-            .outcome(
-                if d.allowed {
-                    Outcome::Success
-                } else {
-                    Outcome::Denied
-                },
-                format!("{} {}", d.reason, d.path),
-            )
-            .interaction(d.interaction);
-        if let Some(consent) = d.consent_id {
-            event = event.on("consent", consent);
-        }
         if self.tx.send(event).await.is_err() {
             tracing::error!(
                 "the access log writer has stopped; a gateway decision was not audited"
@@ -101,7 +94,7 @@ impl AccessLog {
         }
     }
 
-    fn take_receiver(&self) -> Option<mpsc::Receiver<AuditEvent>> {
+    fn take_receiver(&self) -> Option<mpsc::Receiver<GatewayDecision>> {
         self.rx.lock().ok()?.take()
     }
 }
@@ -152,10 +145,10 @@ pub async fn write(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>
 }
 
 /// Appends a batch, retrying until it is written: decisions are never dropped.
-async fn flush(state: &AppState, batch: &mut Vec<AuditEvent>) {
+async fn flush(state: &AppState, batch: &mut Vec<GatewayDecision>) {
     let mut wait = Duration::from_millis(100);
     loop {
-        match state.store.append_audit_batch(batch).await {
+        match state.store.append_decisions(batch).await {
             Ok(()) => {
                 batch.clear();
                 return;

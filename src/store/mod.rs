@@ -29,6 +29,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::audit::decisions::{DecisionFilter, DecisionRecord, GatewayDecision};
 use crate::audit::{AuditEvent, AuditFilter, AuditHead, AuditRecord};
 use crate::clock::Timestamp;
 use crate::config::{Backend, Config};
@@ -330,6 +331,22 @@ pub trait Store:
     /// Appends many rows in one transaction, in order: all or none. The gateway's access log
     /// writes its decisions this way, off the request path.
     async fn append_audit_batch(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+    /// Appends gateway decisions and the audit row that seals them, in one transaction: all
+    /// or none ([`crate::audit::decisions`]). The access log writes its batches this way.
+    async fn append_decisions(&self, decisions: &[GatewayDecision]) -> Result<(), StoreError>;
+    /// Gateway decisions matching the filter, newest first, at most `filter.limit`.
+    async fn list_decisions(
+        &self,
+        filter: &DecisionFilter,
+    ) -> Result<Vec<DecisionRecord>, StoreError>;
+    /// Gateway decisions with `first <= seq <= last` in seq order, at most `limit`, for
+    /// verification.
+    async fn decisions_between(
+        &self,
+        first: i64,
+        last: i64,
+        limit: u32,
+    ) -> Result<Vec<DecisionRecord>, StoreError>;
     /// Audit rows matching the filter, newest first, at most `filter.limit`.
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
     /// Audit rows in chain order with `seq > after_seq`, for verification.

@@ -32,6 +32,8 @@ impl PostgresStore {
         "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'";
     /// How a batch of audit rows is inserted (a failed statement fails the transaction).
     const AUDIT_BATCH_INSERT: &'static str = "INSERT INTO audit";
+    /// How a batch of gateway decisions is inserted.
+    const DECISION_BATCH_INSERT: &'static str = "INSERT INTO gateway_decisions";
 
     /// Prepares a pool for a `postgres:` URL; no connection is opened yet.
     pub fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {

@@ -21,6 +21,10 @@ pub(crate) const CLIENT_COLUMNS: &str = "client_id, client_name, redirect_uris, 
 pub(crate) const AUDIT_COLUMNS: &str = "seq, id, occurred_at, actor_type, actor_id, action, \
      resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash";
 
+/// Columns of `gateway_decisions` in struct order.
+pub(crate) const DECISION_COLUMNS: &str = "seq, sealed_by, occurred_at, client_id, consent_id, \
+     outcome, reason, path, interaction_id";
+
 /// How a batch of `n` audit rows is cut into `INSERT` statements: 500 rows at a time (13 values
 /// a row stays far below both databases' bind limits), then the rest as powers of two. Each
 /// size is its own SQL text; with these ten sizes every statement can stay prepared, where one
@@ -98,6 +102,45 @@ macro_rules! shared_store_impl {
                 .fetch_one(&mut **tx)
                 .await?;
                 let record = $crate::audit::chain::seal(head.seq, &head.last_hash, event);
+                Self::insert_sealed(tx, &record).await?;
+                Ok(record)
+            }
+
+            /// `select` narrowed by exact matches, a time window and a seq cursor, newest
+            /// first: the shape of both audit listings.
+            fn newest_first(
+                select: String,
+                exact: &[(&str, &Option<String>)],
+                since: Option<$crate::clock::Timestamp>,
+                until: Option<$crate::clock::Timestamp>,
+                before_seq: Option<i64>,
+                limit: u32,
+            ) -> sqlx::QueryBuilder<'static, $db> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(select);
+                q.push(" WHERE 1 = 1");
+                for (column, value) in exact {
+                    if let Some(v) = value {
+                        q.push(format!(" AND {column} = ")).push_bind(v.clone());
+                    }
+                }
+                if let Some(t) = since {
+                    q.push(" AND occurred_at >= ").push_bind(t);
+                }
+                if let Some(t) = until {
+                    q.push(" AND occurred_at < ").push_bind(t);
+                }
+                if let Some(s) = before_seq {
+                    q.push(" AND seq < ").push_bind(s);
+                }
+                q.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(limit));
+                q
+            }
+
+            /// Inserts a row sealed at the seq reserved in `audit_head` and makes it the head.
+            async fn insert_sealed(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                record: &$crate::audit::AuditRecord,
+            ) -> Result<(), $crate::store::StoreError> {
                 sqlx::query(
                     "INSERT INTO audit (seq, id, occurred_at, actor_type, actor_id, action, \
                      resource_type, resource_id, outcome, reason, interaction_id, prev_hash, hash) \
@@ -122,7 +165,7 @@ macro_rules! shared_store_impl {
                     .bind(&record.hash)
                     .execute(&mut **tx)
                     .await?;
-                Ok(record)
+                Ok(())
             }
         }
 
@@ -583,15 +626,119 @@ macro_rules! shared_store_impl {
                 Ok(())
             }
 
+            #[tracing::instrument(skip_all, fields(decisions = decisions.len()))]
+            async fn append_decisions(
+                &self,
+                decisions: &[$crate::audit::decisions::GatewayDecision],
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::audit::decisions::{seal_event, DecisionRecord};
+                let n = i64::try_from(decisions.len()).unwrap_or(i64::MAX);
+                if n == 0 {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                // One chain seq for the seal and n decision seqs, reserved under the head lock.
+                let head: $crate::audit::AuditHead = sqlx::query_as(
+                    "UPDATE audit_head SET seq = seq + 1, decisions = decisions + $1 \
+                     WHERE id = 1 RETURNING seq, last_hash, decisions",
+                )
+                .bind(n)
+                .fetch_one(&mut *tx)
+                .await?;
+                let first = head.decisions - n + 1;
+                let rows: Vec<DecisionRecord> = decisions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| DecisionRecord::new(first + i as i64, head.seq, d))
+                    .collect();
+                let mut rest = rows.as_slice();
+                for size in $crate::store::shared::audit_chunks(rows.len()) {
+                    let (chunk, after) = rest.split_at(size);
+                    rest = after;
+                    let mut q = sqlx::QueryBuilder::new(format!(
+                        "{} ({}) ",
+                        Self::DECISION_BATCH_INSERT,
+                        $crate::store::shared::DECISION_COLUMNS
+                    ));
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.seq)
+                            .push_bind(r.sealed_by)
+                            .push_bind(r.occurred_at)
+                            .push_bind(&r.client_id)
+                            .push_bind(&r.consent_id)
+                            .push_bind(&r.outcome)
+                            .push_bind(&r.reason)
+                            .push_bind(&r.path)
+                            .push_bind(&r.interaction_id);
+                    });
+                    // Kept prepared: there are ten sizes at most (see audit_chunks).
+                    q.build().execute(&mut *tx).await?;
+                }
+                if let Some(event) = seal_event(&rows) {
+                    let record = $crate::audit::chain::seal(head.seq, &head.last_hash, &event);
+                    Self::insert_sealed(&mut tx, &record).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn list_decisions(
+                &self,
+                f: &$crate::audit::decisions::DecisionFilter,
+            ) -> Result<Vec<$crate::audit::decisions::DecisionRecord>, $crate::store::StoreError>
+            {
+                let select = format!(
+                    "SELECT {} FROM gateway_decisions",
+                    $crate::store::shared::DECISION_COLUMNS
+                );
+                let text_filters = [
+                    ("client_id", &f.client_id),
+                    ("consent_id", &f.consent_id),
+                    ("outcome", &f.outcome),
+                    ("reason", &f.reason),
+                    ("interaction_id", &f.interaction_id),
+                ];
+                let mut q = Self::newest_first(
+                    select,
+                    &text_filters,
+                    f.since,
+                    f.until,
+                    f.before_seq,
+                    f.limit,
+                );
+                Ok(q.build_query_as().fetch_all(self.pool()).await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn decisions_between(
+                &self,
+                first: i64,
+                last: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::audit::decisions::DecisionRecord>, $crate::store::StoreError>
+            {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM gateway_decisions WHERE seq >= $1 AND seq <= $2 \
+                     ORDER BY seq LIMIT $3",
+                    $crate::store::shared::DECISION_COLUMNS
+                ))
+                .bind(first)
+                .bind(last)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?)
+            }
+
             #[tracing::instrument(skip_all)]
             async fn list_audit(
                 &self,
                 f: &$crate::audit::AuditFilter,
             ) -> Result<Vec<$crate::audit::AuditRecord>, $crate::store::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM audit WHERE 1 = 1",
+                let select = format!(
+                    "SELECT {} FROM audit",
                     $crate::store::shared::AUDIT_COLUMNS
-                ));
+                );
                 let text_filters = [
                     ("actor_type", &f.actor_type),
                     ("actor_id", &f.actor_id),
@@ -601,22 +748,14 @@ macro_rules! shared_store_impl {
                     ("outcome", &f.outcome),
                     ("interaction_id", &f.interaction_id),
                 ];
-                for (column, value) in text_filters {
-                    if let Some(v) = value {
-                        q.push(format!(" AND {column} = ")).push_bind(v.clone());
-                    }
-                }
-                if let Some(t) = f.since {
-                    q.push(" AND occurred_at >= ").push_bind(t);
-                }
-                if let Some(t) = f.until {
-                    q.push(" AND occurred_at < ").push_bind(t);
-                }
-                if let Some(s) = f.before_seq {
-                    q.push(" AND seq < ").push_bind(s);
-                }
-                q.push(" ORDER BY seq DESC LIMIT ")
-                    .push_bind(i64::from(f.limit));
+                let mut q = Self::newest_first(
+                    select,
+                    &text_filters,
+                    f.since,
+                    f.until,
+                    f.before_seq,
+                    f.limit,
+                );
                 Ok(q.build_query_as().fetch_all(self.pool()).await?)
             }
 
@@ -641,7 +780,9 @@ macro_rules! shared_store_impl {
                 &self,
             ) -> Result<$crate::audit::AuditHead, $crate::store::StoreError> {
                 Ok(
-                    sqlx::query_as("SELECT seq, last_hash FROM audit_head WHERE id = 1")
+                    sqlx::query_as(
+                        "SELECT seq, last_hash, decisions FROM audit_head WHERE id = 1",
+                    )
                         .fetch_one(self.pool())
                         .await?,
                 )

@@ -52,6 +52,8 @@ impl SqliteStore {
     /// journal it otherwise keeps for every multi-row insert, to undo just that statement
     /// (past 64 KiB a temporary file: two thirds of the writer's disk writes were to it).
     const AUDIT_BATCH_INSERT: &'static str = "INSERT OR ROLLBACK INTO audit";
+    /// How a batch of gateway decisions is inserted (`OR ROLLBACK` as above).
+    const DECISION_BATCH_INSERT: &'static str = "INSERT OR ROLLBACK INTO gateway_decisions";
 
     /// Opens (creating when missing) the database file named by a `sqlite:` URL.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use obgate::audit::chain::{self, Broken, VerifyError};
+use obgate::audit::decisions::GatewayDecision;
 use obgate::audit::{ActorType, AuditEvent, Outcome};
 use obgate::clock::Timestamp;
 use obgate::store::Store;
@@ -275,4 +276,223 @@ async fn a_batch_that_breaks_a_constraint_writes_none_of_its_rows_and_appending_
         .unwrap();
     assert_eq!(next.seq, head.seq + 1);
     assert_eq!(next.prev_hash, head.last_hash);
+}
+
+fn decision(i: i64, allowed: bool) -> GatewayDecision {
+    GatewayDecision {
+        at: Timestamp::from_millis(1_000 * i),
+        client_id: Some(format!("cl_{}", i % 2)),
+        consent_id: Some(format!("aac_{}", i % 3)),
+        allowed,
+        reason: if allowed { "ok" } else { "consent_revoked" },
+        path: "/open-banking/v3.1/aisp/accounts".into(),
+        interaction_id: Some(format!("ia-{i}")),
+    }
+}
+
+/// Three batches of decisions (3, 1 and 4 of them) between ordinary audit rows.
+async fn seed_decisions(app: &TestApp) -> Vec<i64> {
+    let mut seals = Vec::new();
+    let mut i = 0;
+    for size in [3, 1, 4] {
+        seed(app, 1, Timestamp::from_millis(0)).await;
+        let batch: Vec<GatewayDecision> = (i..i + size).map(|j| decision(j, j % 4 != 3)).collect();
+        i += size;
+        app.store.append_decisions(&batch).await.unwrap();
+        seals.push(app.store.audit_head().await.unwrap().seq);
+    }
+    seals
+}
+
+/// What someone with direct database access would do first, to the decisions.
+async fn drop_decision_guards(app: &TestApp) {
+    if app.db.is_postgres() {
+        app.db
+            .exec("DROP TRIGGER gateway_decisions_no_update_delete ON gateway_decisions")
+            .await;
+    } else {
+        app.db
+            .exec("DROP TRIGGER gateway_decisions_no_update; DROP TRIGGER gateway_decisions_no_delete;")
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn each_batch_of_gateway_decisions_is_sealed_into_the_chain_and_listed() {
+    let app = spawn().await;
+    let seals = seed_decisions(&app).await;
+    let v = chain::verify(app.store.as_ref()).await.unwrap();
+    assert_eq!(v.decisions, 8);
+    assert_eq!(app.store.audit_head().await.unwrap().decisions, 8);
+
+    // The seal of the second batch names its one decision, with their digest.
+    let seal = &app
+        .audit(&format!(
+            "action=gateway.decisions&cursor={}&limit=1",
+            seals[1] + 1
+        ))
+        .await[0];
+    assert_eq!(seal["seq"], seals[1]);
+    assert_eq!(seal["resource_type"], "gateway_decisions");
+    assert_eq!(seal["resource_id"], "4-4");
+    assert_eq!(seal["actor_type"], "system");
+    assert_eq!(seal["reason"].as_str().unwrap().len(), 64);
+
+    // Listed newest first, each pointing at its seal; filters combine; the cursor pages.
+    let r = app
+        .admin_get("/api/v0/audit/gateway-decisions?limit=5")
+        .await;
+    assert_eq!(r.status, 200);
+    let page = r.json();
+    let seqs: Vec<i64> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [8, 7, 6, 5, 4]);
+    assert_eq!(page["next_cursor"], 4);
+    assert_eq!(page["data"][0]["sealed_by"], seals[2]);
+    assert_eq!(page["data"][4]["sealed_by"], seals[1]);
+    let rest = app
+        .admin_get("/api/v0/audit/gateway-decisions?limit=5&cursor=4")
+        .await
+        .json();
+    assert_eq!(rest["data"].as_array().unwrap().len(), 3);
+    assert_eq!(rest["next_cursor"], serde_json::Value::Null);
+
+    let denied = app
+        .admin_get("/api/v0/audit/gateway-decisions?outcome=denied&consent_id=aac_0")
+        .await
+        .json();
+    let denied = denied["data"].as_array().unwrap();
+    // Decisions 3 and 7 (0-based) were denials; only 3 is under aac_0.
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    let d = &denied[0];
+    assert_eq!(d["seq"], 4);
+    assert_eq!(d["client_id"], "cl_1");
+    assert_eq!(d["reason"], "consent_revoked");
+    assert_eq!(d["path"], "/open-banking/v3.1/aisp/accounts");
+    assert_eq!(d["interaction_id"], "ia-3");
+    assert_eq!(d["occurred_at"], "1970-01-01T00:00:03.000Z");
+    let by_interaction = app
+        .admin_get("/api/v0/audit/gateway-decisions?interaction_id=ia-5&since=1970-01-01T00:00:05Z&until=1970-01-01T00:00:06Z")
+        .await
+        .json();
+    assert_eq!(by_interaction["data"].as_array().unwrap().len(), 1);
+
+    let r = app
+        .admin_get("/api/v0/audit/gateway-decisions?outcome=failure&limit=501&consent=x")
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["Message"]["consent"][0], "Unknown field.");
+    let r = app
+        .admin_get("/api/v0/audit/gateway-decisions?outcome=failure&limit=501")
+        .await;
+    assert_eq!(r.status, 400);
+    let fields = r.json()["Message"].clone();
+    assert!(
+        fields["outcome"][0]
+            .as_str()
+            .unwrap()
+            .contains("success or denied"),
+        "{fields}"
+    );
+    assert!(
+        fields["limit"][0].as_str().unwrap().contains("1 to 500"),
+        "{fields}"
+    );
+}
+
+#[tokio::test]
+async fn the_database_refuses_edits_and_deletions_of_gateway_decisions() {
+    let app = spawn().await;
+    seed_decisions(&app).await;
+    for sql in [
+        "UPDATE gateway_decisions SET outcome = 'success' WHERE seq = 4",
+        "DELETE FROM gateway_decisions WHERE seq = 8",
+    ] {
+        let err = app.db.try_exec(sql).await.unwrap_err();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(
+        chain::verify(app.store.as_ref()).await.unwrap().decisions,
+        8
+    );
+}
+
+#[tokio::test]
+async fn verify_detects_decisions_altered_removed_moved_or_added() {
+    let broken = |seq| move |r: Result<chain::Verified, VerifyError>| matches!(r, Err(VerifyError::Broken(Broken::Decisions { seq: s })) if s == seq);
+
+    // A denial rewritten as allowed.
+    let app = spawn().await;
+    let seals = seed_decisions(&app).await;
+    drop_decision_guards(&app).await;
+    app.db
+        .exec("UPDATE gateway_decisions SET outcome = 'success', reason = 'ok' WHERE seq = 4")
+        .await;
+    assert!(broken(seals[1])(chain::verify(app.store.as_ref()).await));
+
+    // One decision of a batch deleted.
+    let app = spawn().await;
+    let seals = seed_decisions(&app).await;
+    drop_decision_guards(&app).await;
+    app.db
+        .exec("DELETE FROM gateway_decisions WHERE seq = 6")
+        .await;
+    assert!(broken(seals[2])(chain::verify(app.store.as_ref()).await));
+
+    // A whole batch deleted, and the one after renumbered to close the gap.
+    let app = spawn().await;
+    let seals = seed_decisions(&app).await;
+    drop_decision_guards(&app).await;
+    app.db
+        .exec("DELETE FROM gateway_decisions WHERE seq = 4")
+        .await;
+    app.db
+        .exec("UPDATE gateway_decisions SET seq = seq - 1 WHERE seq > 4")
+        .await;
+    assert!(broken(seals[1])(chain::verify(app.store.as_ref()).await));
+
+    // A decision added after the last seal, and the head bumped to match.
+    let app = spawn().await;
+    seed_decisions(&app).await;
+    app.db
+        .exec(
+            "INSERT INTO gateway_decisions (seq, sealed_by, occurred_at, client_id, consent_id, \
+             outcome, reason, path, interaction_id) \
+             VALUES (9, 1, 0, 'cl_x', 'aac_x', 'success', 'ok', '/x', NULL)",
+        )
+        .await;
+    assert!(matches!(
+        chain::verify(app.store.as_ref()).await,
+        Err(VerifyError::Broken(Broken::DecisionsHead { sealed: 8, .. }))
+    ));
+    app.db.exec("UPDATE audit_head SET decisions = 9").await;
+    assert!(matches!(
+        chain::verify(app.store.as_ref()).await,
+        Err(VerifyError::Broken(Broken::DecisionsHead { sealed: 8, .. }))
+    ));
+}
+
+#[tokio::test]
+async fn a_batch_of_decisions_that_fails_writes_none_of_them_nor_its_seal() {
+    let app = spawn().await;
+    seed_decisions(&app).await;
+    let head = app.store.audit_head().await.unwrap();
+    // A decision slipped in out of band where the next batch's second row belongs.
+    app.db
+        .exec(
+            "INSERT INTO gateway_decisions (seq, sealed_by, occurred_at, client_id, consent_id, \
+             outcome, reason, path, interaction_id) \
+             VALUES (10, 1, 0, NULL, NULL, 'denied', 'x', '/x', NULL)",
+        )
+        .await;
+    let batch: Vec<GatewayDecision> = (20..23).map(|i| decision(i, true)).collect();
+    assert!(app.store.append_decisions(&batch).await.is_err());
+    assert_eq!(app.store.audit_head().await.unwrap(), head);
+    let after = app.store.decisions_between(9, i64::MAX, 10).await.unwrap();
+    assert_eq!(after.iter().map(|d| d.seq).collect::<Vec<_>>(), [10]);
+    assert_eq!(after[0].reason, "x");
 }

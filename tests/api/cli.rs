@@ -186,7 +186,7 @@ async fn migrate_then_audit_verify_and_tamper_detection_from_the_cli() {
     let (code, stdout, _) = run(obgate(&db).args(["audit", "verify"]));
     assert_eq!(code, 0);
     assert!(
-        stdout.starts_with("audit chain intact: 2 rows, head hash "),
+        stdout.starts_with("audit chain intact: 2 rows sealing 0 gateway decisions, head hash "),
         "{stdout}"
     );
 

@@ -354,36 +354,53 @@ async fn every_denial_gets_its_status_and_is_audited() {
         "client_level_token",
     ];
     let denied = app
-        .audit_eventually("action=gateway.access&outcome=denied", |rows| {
-            wanted.iter().all(|w| {
-                rows.iter()
-                    .any(|r| r["reason"].as_str().unwrap().starts_with(w))
-            })
+        .decisions_eventually("outcome=denied", |rows| {
+            wanted
+                .iter()
+                .all(|w| rows.iter().any(|r| r["reason"] == *w))
         })
         .await;
     for r in &denied {
+        assert!(
+            r["path"].as_str().unwrap().starts_with("/open-banking/"),
+            "{r}"
+        );
+        assert!(r["interaction_id"].is_string(), "{r}");
         let reason = r["reason"].as_str().unwrap();
         if [
             "permission_missing",
             "account_not_consented",
             "kyc_not_passed",
         ]
-        .iter()
-        .any(|w| reason.starts_with(w))
+        .contains(&reason)
         {
-            assert_eq!(r["resource_id"], a.consent_id.as_str(), "{r}");
-            assert_eq!(r["actor_id"], a.client_id.as_str(), "{r}");
+            assert_eq!(r["consent_id"], a.consent_id.as_str(), "{r}");
+            assert_eq!(r["client_id"], a.client_id.as_str(), "{r}");
+        }
+        if reason == "invalid_token" {
+            assert_eq!(r["client_id"], serde_json::Value::Null, "{r}");
         }
     }
     let allowed = app
-        .audit_eventually("action=gateway.access&outcome=success", |rows| {
-            !rows.is_empty()
-        })
+        .decisions_eventually(
+            &format!("outcome=success&consent_id={}", a.consent_id),
+            |rows| !rows.is_empty(),
+        )
         .await;
-    assert!(allowed[0]["reason"]
-        .as_str()
-        .unwrap()
-        .starts_with("ok /open-banking/"));
+    assert_eq!(allowed[0]["reason"], "ok");
+    assert_eq!(allowed[0]["client_id"], a.client_id.as_str());
+    // Each batch of them is sealed into the audit chain, which verifies.
+    let seal = app
+        .audit(&format!(
+            "action=gateway.decisions&cursor={}&limit=1",
+            allowed[0]["sealed_by"].as_i64().unwrap() + 1
+        ))
+        .await;
+    assert_eq!(seal[0]["seq"], allowed[0]["sealed_by"]);
+    let verified = obgate::audit::chain::verify(app.store.as_ref())
+        .await
+        .unwrap();
+    assert!(verified.decisions >= allowed.len() as i64 + denied.len() as i64);
 
     // Decisions are counted by outcome and reason, upstream time apart from decision time.
     let m = app.get("/metrics").await.text();

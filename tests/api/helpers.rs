@@ -350,22 +350,26 @@ impl TestApp {
         }
     }
 
-    /// Audit rows matching a query string once `done` holds for them (gateway decisions are
-    /// written in batches, moments after the answer); panics after 5 s.
-    pub async fn audit_eventually(
+    /// Gateway decisions matching a query string once `done` holds (they are written in
+    /// batches moments after the answer).
+    pub async fn decisions_eventually(
         &self,
         query: &str,
         done: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let rows = self.audit(query).await;
+            let r = self
+                .admin_get(&format!("/api/v0/audit/gateway-decisions?{query}"))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let rows = r.json()["data"].as_array().cloned().unwrap_or_default();
             if done(&rows) {
                 return rows;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "audit rows for {query} never came: {rows:?}"
+                "gateway decisions for {query} never came: {rows:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -1,0 +1,215 @@
+//! Gateway decisions: the audit record of every request to account data, one compact row each,
+//! sealed into the hash chain a batch at a time.
+//!
+//! A gateway read is the one thing obgate does thousands of times a second, and each needs a
+//! record of who read what under which consent. As a full audit row it cost a UUID, a hash and
+//! seven index entries; that writer was the largest cost of a gateway read that obgate controls
+//! (BENCHMARKS.md). Here a decision is a row of `gateway_decisions` with two indexes (consent,
+//! client), and each batch the access log writes is one `gateway.decisions` row in the audit
+//! chain: `resource_id` names the batch's first and last decision seq (`"17-2016"`) and
+//! `reason` is the [`digest`] of those rows. The seal, the rows and the head move in one
+//! transaction, so `obgate audit verify` ([`super::chain::verify`]) proves each decision as it
+//! proves each audit row: a changed, removed or added decision no longer matches its seal.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::chain::HashWriter;
+use super::{ActorType, AuditEvent, Outcome};
+use crate::clock::Timestamp;
+
+/// The audit action of the row that seals a batch of decisions.
+pub const SEAL_ACTION: &str = "gateway.decisions";
+/// The resource type of that row (its id is the seq range it seals).
+pub const SEAL_RESOURCE: &str = "gateway_decisions";
+
+/// One decision about one gateway request, as the access log queues it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayDecision {
+    /// When it was decided.
+    pub at: Timestamp,
+    /// The TPP, when its token was verified.
+    pub client_id: Option<String>,
+    /// The consent the token acts under, when known.
+    pub consent_id: Option<String>,
+    /// Whether the request went on to the bank.
+    pub allowed: bool,
+    /// `ok`, or why not (`consent_revoked`, `invalid_token`, `rate_limited`, …).
+    pub reason: &'static str,
+    /// The path requested (no query string).
+    pub path: String,
+    /// The request's `x-fapi-interaction-id`.
+    pub interaction_id: Option<String>,
+}
+
+/// A stored decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DecisionRecord {
+    /// Position among all decisions, 1-based and gap-free.
+    pub seq: i64,
+    /// The `seq` of the audit row that seals this decision's batch.
+    pub sealed_by: i64,
+    /// When it was decided.
+    pub occurred_at: Timestamp,
+    /// The TPP, when its token was verified.
+    pub client_id: Option<String>,
+    /// The consent the token acted under, when known.
+    pub consent_id: Option<String>,
+    /// `success` (passed on to the bank) or `denied`.
+    pub outcome: String,
+    /// `ok`, or the denial's code.
+    pub reason: String,
+    /// The path requested.
+    pub path: String,
+    /// The request's `x-fapi-interaction-id`.
+    pub interaction_id: Option<String>,
+}
+
+impl DecisionRecord {
+    /// The row for `d` at position `seq` in the batch sealed by audit row `sealed_by`.
+    pub fn new(seq: i64, sealed_by: i64, d: &GatewayDecision) -> Self {
+        Self {
+            seq,
+            sealed_by,
+            occurred_at: d.at,
+            client_id: d.client_id.clone(),
+            consent_id: d.consent_id.clone(),
+            outcome: if d.allowed {
+                Outcome::Success
+            } else {
+                Outcome::Denied
+            }
+            .as_str()
+            .to_owned(),
+            reason: d.reason.to_owned(),
+            path: d.path.clone(),
+            interaction_id: d.interaction_id.clone(),
+        }
+    }
+}
+
+/// The hash a batch's seal carries: SHA-256, hex, over each row as a JSON array of its fields
+/// (`[seq, sealed_by, occurred_at, client_id, consent_id, outcome, reason, path,
+/// interaction_id]`), one per line. One serialization, so the same on every node and backend.
+pub fn digest(rows: &[DecisionRecord]) -> String {
+    let mut hasher = Sha256::new();
+    for r in rows {
+        let fields = (
+            r.seq,
+            r.sealed_by,
+            r.occurred_at.millis(),
+            &r.client_id,
+            &r.consent_id,
+            &r.outcome,
+            &r.reason,
+            &r.path,
+            &r.interaction_id,
+        );
+        // Writing into a hasher cannot fail, and neither can serializing strings and integers.
+        let _ = serde_json::to_writer(HashWriter(&mut hasher), &fields);
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The audit event sealing `rows` (a non-empty, consecutive batch), stamped with the time of
+/// its last decision.
+pub fn seal_event(rows: &[DecisionRecord]) -> Option<AuditEvent> {
+    let (first, last) = (rows.first()?, rows.last()?);
+    Some(
+        AuditEvent::new(last.occurred_at, ActorType::System, "obgate", SEAL_ACTION)
+            .on(SEAL_RESOURCE, format!("{}-{}", first.seq, last.seq))
+            .outcome(Outcome::Success, digest(rows)),
+    )
+}
+
+/// The decision seq range a seal's `resource_id` names (`"17-2016"`), when well formed.
+pub fn sealed_range(resource_id: &str) -> Option<(i64, i64)> {
+    let (first, last) = resource_id.split_once('-')?;
+    let (first, last) = (first.parse().ok()?, last.parse().ok()?);
+    (1 <= first && first <= last).then_some((first, last))
+}
+
+/// Filters for listing decisions; every field narrows the result.
+#[derive(Clone, Debug, Default)]
+pub struct DecisionFilter {
+    /// Exact client id.
+    pub client_id: Option<String>,
+    /// Exact consent id.
+    pub consent_id: Option<String>,
+    /// `success` or `denied`.
+    pub outcome: Option<String>,
+    /// Exact reason code (`ok`, `consent_revoked`, …).
+    pub reason: Option<String>,
+    /// Exact interaction id.
+    pub interaction_id: Option<String>,
+    /// At or after.
+    pub since: Option<Timestamp>,
+    /// Before.
+    pub until: Option<Timestamp>,
+    /// Only rows with `seq` below this (the cursor).
+    pub before_seq: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(i: i64) -> GatewayDecision {
+        GatewayDecision {
+            at: Timestamp::from_millis(i),
+            client_id: Some("cl_1".into()),
+            consent_id: Some("aac_1".into()),
+            allowed: i % 2 == 0,
+            reason: if i % 2 == 0 {
+                "ok"
+            } else {
+                "permission_missing"
+            },
+            path: "/open-banking/v3.1/aisp/accounts".into(),
+            interaction_id: None,
+        }
+    }
+
+    #[test]
+    fn the_seal_names_its_range_and_any_change_to_a_row_changes_its_digest() {
+        let rows: Vec<DecisionRecord> = (5..8)
+            .map(|i| DecisionRecord::new(i, 40, &decision(i)))
+            .collect();
+        let seal = seal_event(&rows).unwrap();
+        assert_eq!(seal.action, SEAL_ACTION);
+        assert_eq!(seal.resource_id.as_deref(), Some("5-7"));
+        assert_eq!(sealed_range("5-7"), Some((5, 7)));
+        assert_eq!(seal.at, rows[2].occurred_at);
+        let sealed = seal.reason.unwrap();
+        assert_eq!(sealed, digest(&rows));
+
+        let mut changed = rows.clone();
+        // Row 1 (i = 6) was allowed; make it look denied.
+        assert_eq!(changed[1].outcome, "success");
+        changed[1].outcome = "denied".into();
+        assert_ne!(digest(&changed), sealed);
+        let mut moved = rows.clone();
+        moved[2].sealed_by = 41;
+        assert_ne!(digest(&moved), sealed);
+        assert_ne!(digest(&rows[..2]), sealed);
+        // A field's bytes cannot slide into its neighbour's.
+        let mut a = rows.clone();
+        a[0].client_id = Some("cl_1\",\"x".into());
+        a[0].consent_id = None;
+        let mut b = rows;
+        b[0].consent_id = Some("x".into());
+        assert_ne!(digest(&a), digest(&b));
+        assert!(seal_event(&[]).is_none());
+    }
+
+    #[test]
+    fn only_a_forward_range_of_positive_seqs_is_a_range() {
+        for bad in ["", "5", "7-5", "0-3", "-1-3", "a-b", "3-", "3-4-5"] {
+            assert_eq!(sealed_range(bad), None, "{bad}");
+        }
+        assert_eq!(sealed_range("1-1"), Some((1, 1)));
+    }
+}
