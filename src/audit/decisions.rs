@@ -143,14 +143,8 @@ pub struct DecisionFilter {
     pub reason: Option<String>,
     /// Exact interaction id.
     pub interaction_id: Option<String>,
-    /// At or after.
-    pub since: Option<Timestamp>,
-    /// Before.
-    pub until: Option<Timestamp>,
-    /// Only rows with `seq` below this (the cursor).
-    pub before_seq: Option<i64>,
-    /// Page size.
-    pub limit: u32,
+    /// Time window and page.
+    pub window: super::Window,
 }
 
 #[cfg(test)]

@@ -240,6 +240,13 @@ pub struct AuditFilter {
     pub outcome: Option<String>,
     /// Exact interaction id.
     pub interaction_id: Option<String>,
+    /// Time window and page.
+    pub window: Window,
+}
+
+/// The time window and page every audit listing takes (rows and gateway decisions alike).
+#[derive(Clone, Debug, Default)]
+pub struct Window {
     /// At or after.
     pub since: Option<Timestamp>,
     /// Before.

@@ -13,7 +13,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::decisions::{DecisionFilter, DecisionRecord};
-use super::{ActorType, AuditFilter, AuditRecord, Outcome};
+use super::{ActorType, AuditFilter, AuditRecord, Outcome, Window};
 use crate::admin::auth::require_admin;
 use crate::clock::Timestamp;
 use crate::error::{ApiError, FieldError};
@@ -68,21 +68,14 @@ struct Page<T> {
     next_cursor: Option<i64>,
 }
 
-/// The window and paging both listings share.
-struct Paging {
-    since: Option<Timestamp>,
-    until: Option<Timestamp>,
-    limit: u32,
-    before_seq: Option<i64>,
-}
-
-fn parse_paging(
+/// The window and page both listings take; each bad value is added to `errors`.
+fn parse_window(
     since: Option<String>,
     until: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
     errors: &mut Vec<FieldError>,
-) -> Paging {
+) -> Window {
     let mut time = |field: &str, v: Option<String>| {
         v.and_then(|s| match Timestamp::parse_rfc3339(&s) {
             Some(t) => Some(t),
@@ -119,17 +112,17 @@ fn parse_paging(
             None
         }
     };
-    Paging {
+    Window {
         since,
         until,
-        limit,
         before_seq,
+        limit,
     }
 }
 
 fn parse_filter(q: Query) -> Result<AuditFilter, ApiError> {
     let mut errors = Vec::new();
-    let paging = parse_paging(q.since, q.until, q.limit, q.cursor, &mut errors);
+    let window = parse_window(q.since, q.until, q.limit, q.cursor, &mut errors);
     if let Some(a) = q.actor_type.as_deref() {
         if !ActorType::ALL.iter().any(|t| t.as_str() == a) {
             let known: Vec<&str> = ActorType::ALL.iter().map(|t| t.as_str()).collect();
@@ -161,16 +154,13 @@ fn parse_filter(q: Query) -> Result<AuditFilter, ApiError> {
         resource_id: q.resource_id,
         outcome: q.outcome,
         interaction_id: q.interaction_id,
-        since: paging.since,
-        until: paging.until,
-        before_seq: paging.before_seq,
-        limit: paging.limit,
+        window,
     })
 }
 
 fn parse_decision_filter(q: DecisionQuery) -> Result<DecisionFilter, ApiError> {
     let mut errors = Vec::new();
-    let paging = parse_paging(q.since, q.until, q.limit, q.cursor, &mut errors);
+    let window = parse_window(q.since, q.until, q.limit, q.cursor, &mut errors);
     if let Some(o) = q.outcome.as_deref() {
         if !matches!(o, "success" | "denied") {
             errors.push(FieldError::invalid("outcome", "expected success or denied"));
@@ -188,10 +178,7 @@ fn parse_decision_filter(q: DecisionQuery) -> Result<DecisionFilter, ApiError> {
         outcome: q.outcome,
         reason: q.reason,
         interaction_id: q.interaction_id,
-        since: paging.since,
-        until: paging.until,
-        before_seq: paging.before_seq,
-        limit: paging.limit,
+        window,
     })
 }
 
@@ -217,7 +204,7 @@ async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let filter = parse_filter(q)?;
     let data = state.store.list_audit(&filter).await?;
-    page(data, filter.limit, |r: &AuditRecord| r.seq)
+    page(data, filter.window.limit, |r: &AuditRecord| r.seq)
 }
 
 async fn list_decisions(
@@ -226,5 +213,5 @@ async fn list_decisions(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let filter = parse_decision_filter(q)?;
     let data = state.store.list_decisions(&filter).await?;
-    page(data, filter.limit, |r: &DecisionRecord| r.seq)
+    page(data, filter.window.limit, |r: &DecisionRecord| r.seq)
 }

@@ -111,10 +111,7 @@ macro_rules! shared_store_impl {
             fn newest_first(
                 select: String,
                 exact: &[(&str, &Option<String>)],
-                since: Option<$crate::clock::Timestamp>,
-                until: Option<$crate::clock::Timestamp>,
-                before_seq: Option<i64>,
-                limit: u32,
+                window: &$crate::audit::Window,
             ) -> sqlx::QueryBuilder<'static, $db> {
                 let mut q = sqlx::QueryBuilder::<$db>::new(select);
                 q.push(" WHERE 1 = 1");
@@ -123,16 +120,17 @@ macro_rules! shared_store_impl {
                         q.push(format!(" AND {column} = ")).push_bind(v.clone());
                     }
                 }
-                if let Some(t) = since {
+                if let Some(t) = window.since {
                     q.push(" AND occurred_at >= ").push_bind(t);
                 }
-                if let Some(t) = until {
+                if let Some(t) = window.until {
                     q.push(" AND occurred_at < ").push_bind(t);
                 }
-                if let Some(s) = before_seq {
+                if let Some(s) = window.before_seq {
                     q.push(" AND seq < ").push_bind(s);
                 }
-                q.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(limit));
+                q.push(" ORDER BY seq DESC LIMIT ")
+                    .push_bind(i64::from(window.limit));
                 q
             }
 
@@ -699,14 +697,7 @@ macro_rules! shared_store_impl {
                     ("reason", &f.reason),
                     ("interaction_id", &f.interaction_id),
                 ];
-                let mut q = Self::newest_first(
-                    select,
-                    &text_filters,
-                    f.since,
-                    f.until,
-                    f.before_seq,
-                    f.limit,
-                );
+                let mut q = Self::newest_first(select, &text_filters, &f.window);
                 Ok(q.build_query_as().fetch_all(self.pool()).await?)
             }
 
@@ -748,14 +739,7 @@ macro_rules! shared_store_impl {
                     ("outcome", &f.outcome),
                     ("interaction_id", &f.interaction_id),
                 ];
-                let mut q = Self::newest_first(
-                    select,
-                    &text_filters,
-                    f.since,
-                    f.until,
-                    f.before_seq,
-                    f.limit,
-                );
+                let mut q = Self::newest_first(select, &text_filters, &f.window);
                 Ok(q.build_query_as().fetch_all(self.pool()).await?)
             }
 

@@ -1,7 +1,7 @@
 //! The story test: every store method in a realistic order, on the backend under test.
 
 use obgate::audit::chain;
-use obgate::audit::{ActorType, AuditEvent, AuditFilter, Outcome};
+use obgate::audit::{ActorType, AuditEvent, AuditFilter, Outcome, Window};
 use obgate::clock::Timestamp;
 use obgate::config::Backend;
 use obgate::store::{self, NewAdminKey, StoreError};
@@ -127,7 +127,10 @@ async fn store_story() {
     assert_eq!(rec.seq, 4);
     let all = store
         .list_audit(&AuditFilter {
-            limit: 10,
+            window: Window {
+                limit: 10,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .await
@@ -140,8 +143,11 @@ async fn store_story() {
     let filtered = store
         .list_audit(&AuditFilter {
             action: Some("admin_key.create".into()),
-            before_seq: Some(3),
-            limit: 10,
+            window: Window {
+                before_seq: Some(3),
+                limit: 10,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .await
@@ -149,9 +155,12 @@ async fn store_story() {
     assert_eq!(filtered.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1]);
     let window = store
         .list_audit(&AuditFilter {
-            since: Some(t1),
             interaction_id: Some("ix-1".into()),
-            limit: 10,
+            window: Window {
+                since: Some(t1),
+                limit: 10,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .await
