@@ -14,7 +14,7 @@
 use sha2::{Digest, Sha256};
 
 use super::decisions::{self, SEAL_ACTION, SEAL_RESOURCE};
-use super::{AuditEvent, AuditRecord};
+use super::{AuditEvent, AuditHead, AuditRecord};
 use crate::store::{Store, StoreError};
 
 /// `prev_hash` of the first row.
@@ -164,18 +164,32 @@ pub enum VerifyError {
     /// The database could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The log was appended to at every look past the walked head: nothing was found wrong up
+    /// to it, but the end could not be checked. Run it again at a quieter moment.
+    #[error("the audit log was written to throughout the check of its end; nothing was found broken up to the head read at the start; run the check again")]
+    Busy,
 }
 
-/// Walks the whole table in chain order, a page at a time.
+/// Walks the chain in order, a page at a time, up to the head as it stood when the walk began.
+///
+/// A node may be appending while this runs (`obgate audit verify` beside a live gateway): rows
+/// and decisions committed after the head was read are the next verification's, so reading the
+/// head last, as this once did, called a batch that landed during the walk a broken chain.
+/// What lies past the walked head is still checked ([`nothing_unaccounted`]): a row or decision
+/// that no head counts, even one read after it, was written behind obgate's back.
 pub async fn verify(store: &dyn Store) -> Result<Verified, VerifyError> {
     const PAGE: u32 = 1000;
+    let head = store.audit_head().await?;
     let mut expected_seq = 1;
     let mut prev_hash = GENESIS_HASH.to_owned();
     let mut next_decision = 1;
-    loop {
+    'walk: while expected_seq <= head.seq {
         let rows = store.audit_chain_page(expected_seq - 1, PAGE).await?;
         let done = rows.len() < PAGE as usize;
         for row in rows {
+            if expected_seq > head.seq {
+                break 'walk;
+            }
             if row.seq != expected_seq {
                 return Err(Broken::Gap {
                     expected: expected_seq,
@@ -200,7 +214,6 @@ pub async fn verify(store: &dyn Store) -> Result<Verified, VerifyError> {
         }
     }
     let last = expected_seq - 1;
-    let head = store.audit_head().await?;
     if head.seq != last {
         return Err(Broken::Head {
             last,
@@ -219,22 +232,55 @@ pub async fn verify(store: &dyn Store) -> Result<Verified, VerifyError> {
         }
         .into());
     }
-    if let Some(extra) = store
-        .decisions_between(next_decision, i64::MAX, 1)
-        .await?
-        .first()
-    {
-        return Err(Broken::DecisionsHead {
-            sealed,
-            found: format!("decision {} is stored", extra.seq),
-        }
-        .into());
-    }
+    nothing_unaccounted(store, head).await?;
     Ok(Verified {
         rows: last,
         decisions: sealed,
         head_hash: prev_hash,
     })
+}
+
+/// Checks that nothing is stored past `head` that a head read afterwards does not count.
+///
+/// A batch commits its rows, its decisions and the head's move in one transaction, so whatever
+/// of it a read sees, a head read after that read counts. The first row and the first decision
+/// past the head are read, then the head again: if the new head counts them, the walk goes on
+/// from there; if it does not, they were written out of band. A head that moves at every look
+/// (the log written to throughout) ends the check as [`VerifyError::Busy`], never as broken.
+async fn nothing_unaccounted(store: &dyn Store, mut head: AuditHead) -> Result<(), VerifyError> {
+    const LOOKS: usize = 100;
+    for _ in 0..LOOKS {
+        let row = store
+            .audit_chain_page(head.seq, 1)
+            .await?
+            .into_iter()
+            .next();
+        let decision = store
+            .decisions_between(head.decisions + 1, i64::MAX, 1)
+            .await?
+            .into_iter()
+            .next();
+        if row.is_none() && decision.is_none() {
+            return Ok(());
+        }
+        let later = store.audit_head().await?;
+        if let Some(row) = row.filter(|r| r.seq > later.seq) {
+            return Err(Broken::Head {
+                last: row.seq,
+                head: later.seq,
+            }
+            .into());
+        }
+        if let Some(decision) = decision.filter(|d| d.seq > later.decisions) {
+            return Err(Broken::DecisionsHead {
+                sealed: later.decisions,
+                found: format!("decision {} is stored", decision.seq),
+            }
+            .into());
+        }
+        head = later;
+    }
+    Err(VerifyError::Busy)
 }
 
 /// Checks the decisions a `gateway.decisions` row seals, which must start at `next`; the

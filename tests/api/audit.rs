@@ -225,6 +225,80 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
 }
 
 #[tokio::test]
+async fn verify_beside_a_node_that_is_appending_never_calls_the_chain_broken() {
+    // `obgate audit verify` runs beside a live gateway: batches of decisions and other rows
+    // land while it walks. Reading the head after the walk once called such a batch a break.
+    let app = spawn().await;
+    seed_decisions(&app).await;
+    let store: Arc<dyn Store> = app.store.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let mut i = 100;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<GatewayDecision> = (i..i + 5).map(|j| decision(j, true)).collect();
+                store.append_decisions(&batch).await.unwrap();
+                let e = AuditEvent::new(
+                    Timestamp::from_millis(i),
+                    ActorType::System,
+                    "live",
+                    "demo.live",
+                );
+                store.append_audit(&e).await.unwrap();
+                i += 5;
+            }
+            i
+        }
+    });
+    let mut intact = 0;
+    for _ in 0..40 {
+        match chain::verify(store.as_ref()).await {
+            Ok(v) => {
+                assert!(v.decisions >= 8, "{v:?}");
+                intact += 1;
+            }
+            Err(VerifyError::Busy) => {}
+            Err(e) => panic!("a live chain was reported as {e}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(
+        written > 100,
+        "the writer appended nothing during the checks"
+    );
+    assert!(intact > 0, "no check completed beside the writer");
+    // Once the writer is done, the whole of it verifies.
+    let done = chain::verify(store.as_ref()).await.unwrap();
+    assert_eq!(done.decisions, 8 + (written - 100));
+}
+
+#[tokio::test]
+async fn verify_detects_a_row_appended_past_the_head() {
+    let app = spawn().await;
+    seed(&app, 2, Timestamp::from_millis(0)).await;
+    let head = app.store.audit_head().await.unwrap();
+    app.db
+        .exec(&format!(
+            "INSERT INTO audit (seq, id, occurred_at, actor_type, actor_id, action, outcome, \
+             prev_hash, hash) VALUES ({}, 'out-of-band', 0, 'system', 'x', 'demo.x', \
+             'success', '{h}', '{h}')",
+            head.seq + 1,
+            h = head.last_hash
+        ))
+        .await;
+    let found = chain::verify(app.store.as_ref()).await;
+    assert!(
+        matches!(
+            found,
+            Err(VerifyError::Broken(Broken::Head { last, head: h })) if last == head.seq + 1 && h == head.seq
+        ),
+        "{found:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_batch_that_breaks_a_constraint_writes_none_of_its_rows_and_appending_goes_on() {
     let app = spawn().await;
     seed(&app, 1, Timestamp::from_millis(0)).await;
