@@ -472,7 +472,10 @@ async fn postgresql_stopping_under_load_is_503_then_recovers_without_a_restart()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Stay down past the pool's 5 s acquire timeout (`store::postgres`): a request that found
+    // no connection waits that long and then answers 503. A shorter outage is ridden out by the
+    // waiting requests, and the load saw a 503 only if a query was in flight at the stop.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     pg.ctl("start");
     let restarted = Instant::now();
     let deadline = restarted + Duration::from_secs(15);
