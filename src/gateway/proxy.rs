@@ -32,7 +32,7 @@ use super::authorize::Grant;
 use super::route_map::Shape;
 use crate::config::UpstreamConfig;
 use crate::error::{ApiError, ObError};
-use crate::http::middleware::InteractionId;
+use crate::http::middleware::{InteractionId, INTERACTION_ID};
 use crate::state::AppState;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
@@ -168,10 +168,10 @@ impl Proxy {
     ) -> Result<Vec<serde_json::Value>, UpstreamError> {
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::try_from(customer_id) {
-            headers.insert("x-obgate-customer-id", v);
+            headers.insert(CUSTOMER_ID.clone(), v);
         }
         if let Ok(v) = HeaderValue::try_from(interaction) {
-            headers.insert("x-fapi-interaction-id", v);
+            headers.insert(INTERACTION_ID.clone(), v);
         }
         if let Some((name, value)) = &self.credential {
             headers.insert(name.clone(), value.clone());
@@ -195,6 +195,15 @@ impl Proxy {
             .unwrap_or_default())
     }
 }
+
+/// The headers obgate adds to every upstream request. Built once: a header name given as a
+/// `&str` is parsed and checked again at every insert, six times a request (about 2 % of a
+/// gateway request's instructions under callgrind; BENCHMARKS.md, tenth pass).
+static CUSTOMER_ID: HeaderName = HeaderName::from_static("x-obgate-customer-id");
+static CONSENT_ID: HeaderName = HeaderName::from_static("x-obgate-consent-id");
+static CLIENT_ID: HeaderName = HeaderName::from_static("x-obgate-client-id");
+static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
@@ -283,25 +292,25 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
             headers.append(name.clone(), value.clone());
         }
     }
-    let add = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+    let add = |headers: &mut HeaderMap, name: &HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::try_from(value) {
-            headers.insert(name, v);
+            headers.insert(name.clone(), v);
         }
     };
-    add(&mut headers, "x-obgate-customer-id", &grant.customer_id);
-    add(&mut headers, "x-obgate-consent-id", &grant.consent_id);
-    add(&mut headers, "x-obgate-client-id", &grant.client_id);
-    add(&mut headers, "x-fapi-interaction-id", &interaction);
+    add(&mut headers, &CUSTOMER_ID, &grant.customer_id);
+    add(&mut headers, &CONSENT_ID, &grant.consent_id);
+    add(&mut headers, &CLIENT_ID, &grant.client_id);
+    add(&mut headers, &INTERACTION_ID, &interaction);
     add(
         &mut headers,
-        "x-forwarded-proto",
+        &FORWARDED_PROTO,
         state.config.public_url.scheme(),
     );
     if let Some(peer) = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
     {
-        add(&mut headers, "x-forwarded-for", &peer.0.ip().to_string());
+        add(&mut headers, &FORWARDED_FOR, &peer.0.ip().to_string());
     }
     if let Some((name, value)) = &proxy.credential {
         headers.insert(name.clone(), value.clone());
