@@ -164,6 +164,8 @@ enum Member {
     Data,
     Links,
     Items,
+    /// A key given earlier in the same object, where the walk must know which one counts.
+    Repeated,
     Other,
 }
 
@@ -214,7 +216,7 @@ impl<'j, 'g> Walk<'j, 'g> {
     /// `value` writes it (given what `member` makes of the key).
     fn object(
         &mut self,
-        member: impl Fn(&str) -> Member,
+        mut member: impl FnMut(&str) -> Member,
         mut value: impl FnMut(&mut Self, Member) -> Option<()>,
     ) -> Option<()> {
         self.out.push(b'{');
@@ -243,29 +245,27 @@ impl<'j, 'g> Walk<'j, 'g> {
         }
         // The keys so far: a repeated one goes to the tree path, which keeps the last.
         let mut seen: Vec<String> = Vec::new();
-        self.out.push(b'{');
-        let mut key = self.json.known_object().ok()?.map(str::to_owned);
-        while let Some(k) = key {
-            if seen.contains(&k) {
-                return None;
-            }
-            if !seen.is_empty() {
-                self.out.push(b',');
-            }
-            serde_json::to_writer(&mut self.out, &k).ok()?;
-            self.out.push(b':');
-            seen.push(k);
-            if self.json.peek().ok()? == jiter::Peek::String {
-                let link = self.json.known_str().ok()?;
+        self.object(
+            |key| {
+                if seen.iter().any(|s| s == key) {
+                    Member::Repeated
+                } else {
+                    seen.push(key.to_owned());
+                    Member::Other
+                }
+            },
+            |walk, member| {
+                if member == Member::Repeated {
+                    return None;
+                }
+                if walk.json.peek().ok()? != jiter::Peek::String {
+                    return walk.copy();
+                }
+                let link = walk.json.known_str().ok()?;
                 let home = pointed_home_link(link, public_base);
-                serde_json::to_writer(&mut self.out, home.as_deref().unwrap_or(link)).ok()?;
-            } else {
-                self.copy()?;
-            }
-            key = self.json.next_key().ok()?.map(str::to_owned);
-        }
-        self.out.push(b'}');
-        Some(())
+                serde_json::to_writer(&mut walk.out, home.as_deref().unwrap_or(link)).ok()
+            },
+        )
     }
 
     /// Skips the value that comes next, answering its bytes.
