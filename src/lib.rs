@@ -96,6 +96,8 @@ pub enum StartError {
 pub struct App {
     state: AppState,
     router: Router,
+    /// The gateway's routes without the router, for [`App::serve`] (see `http::dispatch`).
+    gateway: http::dispatch::GatewayService,
     routes: Vec<(Method, String)>,
 }
 
@@ -170,10 +172,15 @@ impl App {
             keys,
             bank_keys,
         });
-        let (router, routes) = http::router(state.clone());
+        let http::Built {
+            router,
+            gateway,
+            routes,
+        } = http::router(state.clone());
         Ok(Self {
             state,
             router,
+            gateway,
             routes,
         })
     }
@@ -237,7 +244,14 @@ impl App {
             });
         }
         let header_timeout = self.state.config.http.header_timeout;
-        let result = http::serve(listener, self.router, shutdown, grace, header_timeout).await;
+        let result = http::serve(
+            listener,
+            http::dispatch::Dispatch::new(self.router, self.gateway),
+            shutdown,
+            grace,
+            header_timeout,
+        )
+        .await;
         let _ = stop.send(true);
         for w in workers {
             let _ = w.await;

@@ -6,6 +6,10 @@
 //!                                                  └──── every decision ──→ access_log (batched audit)
 //! ```
 //!
+//! The server hands GET requests on these routes to the layers directly, without axum's
+//! router in between (`http::dispatch`); the same layers are also registered on the router,
+//! which serves the routes' other methods and an embedding application.
+//!
 //! Both layers decide from [`cache`]: verified tokens, consents and KYC statuses in memory,
 //! removed by every change that could turn an allow into a deny, on this node at once and on
 //! the others through PostgreSQL `LISTEN/NOTIFY`.
@@ -58,27 +62,33 @@ pub mod route_map;
 pub use authenticate::{AuthenticateLayer, Principal};
 pub use authorize::{AuthorizeLayer, Grant};
 
+use tower::layer::util::{Identity, Stack};
 use tower::ServiceBuilder;
 
 use crate::http::Routes;
 use crate::state::AppState;
 
 /// Every route of the permission map, behind the two layers (the second checks the per-client
-/// rate limit first), ending in the proxy.
+/// rate limit first), ending in the proxy. The server calls the same layers and proxy directly
+/// for GET requests on these routes (see `http::dispatch`); this registration serves the rest
+/// (HEAD, wrong methods) and an embedding application's router.
 pub fn routes(state: AppState) -> Routes<AppState> {
     let mut routes = Routes::new();
-    for r in route_map::ROUTES.iter() {
-        routes = routes.get(
-            &format!("{}{}", route_map::PREFIX, r.template),
-            proxy::handle,
-        );
+    for template in route_map::TEMPLATES.iter() {
+        routes = routes.get(template, proxy::handle);
     }
-    routes.route_layer(
-        ServiceBuilder::new()
-            .layer(AuthenticateLayer::new(state.clone()))
-            // The per-client rate limit is the first thing AuthorizeLayer checks.
-            .layer(AuthorizeLayer::new(state)),
-    )
+    routes.route_layer(checks(state))
+}
+
+/// The gateway's two checks as one layer: the token ([`AuthenticateLayer`]), then the
+/// rate limit, consent, KYC and permission ([`AuthorizeLayer`]).
+pub fn checks(
+    state: AppState,
+) -> ServiceBuilder<Stack<AuthorizeLayer, Stack<AuthenticateLayer, Identity>>> {
+    ServiceBuilder::new()
+        .layer(AuthenticateLayer::new(state.clone()))
+        // The per-client rate limit is the first thing AuthorizeLayer checks.
+        .layer(AuthorizeLayer::new(state))
 }
 
 /// `GET /api/v0/customers/{customer_id}/accounts`: a customer's accounts through the

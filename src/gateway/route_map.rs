@@ -217,28 +217,56 @@ pub struct Matched {
 /// Matches a canonical path (see [`super::path`]) to its route; `None` for routes obgate
 /// does not know (a 404).
 pub fn lookup(path: &str) -> Option<Matched> {
-    let rest = path.strip_prefix(PREFIX)?;
-    let segments: Vec<&str> = rest.split('/').skip(1).collect();
-    ROUTES.iter().find_map(|route| {
-        let tpl: Vec<&str> = route.template.split('/').skip(1).collect();
-        if tpl.len() != segments.len() {
-            return None;
+    let (route, rest) = find(path)?;
+    let mut m = Matched {
+        route,
+        account_id: None,
+        statement_id: None,
+    };
+    for (t, s) in route.template.split('/').zip(rest.split('/')) {
+        match t {
+            "{AccountId}" => m.account_id = Some(s.to_owned()),
+            "{StatementId}" => m.statement_id = Some(s.to_owned()),
+            _ => {}
         }
-        let mut m = Matched {
-            route,
-            account_id: None,
-            statement_id: None,
-        };
-        for (t, s) in tpl.iter().zip(&segments) {
-            match *t {
-                "{AccountId}" => m.account_id = Some((*s).to_owned()),
-                "{StatementId}" => m.statement_id = Some((*s).to_owned()),
-                lit if lit == *s => {}
-                _ => return None,
+    }
+    Some(m)
+}
+
+/// The full path template (`/open-banking/v3.1/aisp/accounts/{AccountId}`) of the route a
+/// path names: the gateway routes as the router registers them, and the `route` label a
+/// request on the gateway's direct path is counted under (see `http::dispatch`).
+pub fn template(path: &str) -> Option<&'static str> {
+    let (route, _) = find(path)?;
+    let i = ROUTES.iter().position(|r| std::ptr::eq(r, route))?;
+    TEMPLATES.get(i).map(String::as_str)
+}
+
+/// Each route's full path template, in the order of [`ROUTES`].
+pub static TEMPLATES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    ROUTES
+        .iter()
+        .map(|r| format!("{PREFIX}{}", r.template))
+        .collect()
+});
+
+/// The route a path names and the path under [`PREFIX`], matched segment by segment without
+/// allocating: a parameter matches any one segment, anything else only itself.
+fn find(path: &str) -> Option<(&'static RouteSpec, &str)> {
+    let rest = path.strip_prefix(PREFIX)?;
+    let route = ROUTES.iter().find(|route| {
+        let mut tpl = route.template.split('/');
+        let mut segments = rest.split('/');
+        loop {
+            match (tpl.next(), segments.next()) {
+                (None, None) => return true,
+                (Some("{AccountId}" | "{StatementId}"), Some(_)) => {}
+                (Some(t), Some(s)) if t == s => {}
+                _ => return false,
             }
         }
-        Some(m)
-    })
+    })?;
+    Some((route, rest))
 }
 
 /// Whether `granted` permissions satisfy `need`; the missing permission when not.
@@ -286,6 +314,31 @@ mod tests {
         assert!(lookup("/open-banking/v3.1/aisp/payments").is_none());
         assert!(lookup("/open-banking/v3.1/aisp/accounts/a1/unknown").is_none());
         assert!(lookup("/open-banking/v3.1/aisp/account-access-consents").is_none());
+        // The prefix is a whole segment: `aispX` is not `aisp`.
+        assert!(lookup("/open-banking/v3.1/aispX/accounts").is_none());
+        assert!(lookup("/open-banking/v3.1/aisp").is_none());
+    }
+
+    #[test]
+    fn templates_are_the_routes_as_registered() {
+        assert_eq!(TEMPLATES.len(), ROUTES.len());
+        assert_eq!(
+            template("/open-banking/v3.1/aisp/accounts/a1/statements/s9/transactions"),
+            Some("/open-banking/v3.1/aisp/accounts/{AccountId}/statements/{StatementId}/transactions")
+        );
+        assert_eq!(
+            template("/open-banking/v3.1/aisp/accounts"),
+            Some("/open-banking/v3.1/aisp/accounts")
+        );
+        assert_eq!(template("/open-banking/v3.1/aispX/accounts"), None);
+        assert_eq!(
+            template("/open-banking/v3.1/aisp/account-access-consents"),
+            None
+        );
+        for (route, full) in ROUTES.iter().zip(TEMPLATES.iter()) {
+            // A template read as a path names its own route.
+            assert_eq!(lookup(full).map(|m| m.route.template), Some(route.template));
+        }
     }
 
     #[test]

@@ -130,27 +130,62 @@ fn is_framework_error(res: &Response) -> bool {
     !ct.contains("json")
 }
 
+/// The route template of a request the server hands to the gateway directly (see
+/// [`super::dispatch`]): axum's router, which would set [`MatchedPath`], is not on that path.
+#[derive(Clone, Copy, Debug)]
+pub struct DirectRoute(pub &'static str);
+
+/// The route a request was matched to, for its span and its metrics: the template, never the
+/// raw path (which would explode the label set).
+#[derive(Clone, Debug)]
+pub enum RouteName {
+    /// Matched by axum's router.
+    Matched(MatchedPath),
+    /// A gateway route, dispatched without the router.
+    Direct(&'static str),
+    /// No route (a 404).
+    Unmatched,
+}
+
+impl RouteName {
+    /// The route `req` was matched to, by the router or by the dispatcher.
+    pub fn of(req: &Request) -> Self {
+        if let Some(m) = req.extensions().get::<MatchedPath>() {
+            return Self::Matched(m.clone());
+        }
+        match req.extensions().get::<DirectRoute>() {
+            Some(d) => Self::Direct(d.0),
+            None => Self::Unmatched,
+        }
+    }
+
+    /// The template, or `unmatched`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Matched(m) => m.as_str(),
+            Self::Direct(t) => t,
+            Self::Unmatched => "unmatched",
+        }
+    }
+}
+
 /// Counts requests and observes latency per matched route (never the raw path, which would
 /// explode the label set).
 #[derive(Clone, Debug)]
 pub struct RecordMetrics(pub AppState);
 
 impl Around for RecordMetrics {
-    type Ctx = (Method, Option<MatchedPath>, Instant);
+    type Ctx = (Method, RouteName, Instant);
 
     fn before(&self, req: &mut Request) -> ControlFlow<Response, Self::Ctx> {
         // Both are cheap to keep: the matched path is shared, a standard method is a constant.
-        ControlFlow::Continue((
-            req.method().clone(),
-            req.extensions().get::<MatchedPath>().cloned(),
-            Instant::now(),
-        ))
+        ControlFlow::Continue((req.method().clone(), RouteName::of(req), Instant::now()))
     }
 
     fn after(&self, (method, route, start): Self::Ctx, res: Response) -> Response {
         self.0.metrics.observe_http(
             method.as_str(),
-            route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            route.as_str(),
             res.status().as_u16(),
             start.elapsed(),
         );

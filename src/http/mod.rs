@@ -8,7 +8,11 @@
 //! 4. error rendering in the path's family, and `Cache-Control: no-store` on `/oauth2`, `/api`;
 //! 5. panic catching (opaque 500 with an error id);
 //! 6. request timeout (408), body limit (413).
+//!
+//! GET requests on the gateway's routes get the same layers without the router in front
+//! ([`dispatch`]).
 
+pub mod dispatch;
 pub mod extract;
 pub mod idempotency;
 pub mod middleware;
@@ -19,7 +23,7 @@ pub mod wrap;
 use std::future::Future;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -33,8 +37,19 @@ use crate::state::AppState;
 use middleware::InteractionId;
 pub use routes::Routes;
 
-/// Builds the complete router and the list of routes it serves.
-pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
+/// What [`router`] builds.
+pub struct Built {
+    /// Every route, wrapped in the request-wide layers.
+    pub router: Router,
+    /// The gateway's routes as one service in the same layers, for [`serve`] to call without
+    /// the router (see [`dispatch`]).
+    pub gateway: dispatch::GatewayService,
+    /// Every (method, path template) the router serves.
+    pub routes: Vec<(Method, String)>,
+}
+
+/// Builds the complete router, the gateway's direct path and the list of routes served.
+pub fn router(state: AppState) -> Built {
     let routes = Routes::new()
         .merge(crate::health::routes())
         .merge(crate::metrics::routes())
@@ -65,10 +80,7 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
                     .get::<InteractionId>()
                     .map_or("", |i| i.0.as_str()),
                 method = %req.method(),
-                route = %req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str),
+                route = %middleware::RouteName::of(req).as_str(),
                 status = Empty,
                 latency_ms = Empty,
             )
@@ -100,11 +112,29 @@ pub fn router(state: AppState) -> (Router, Vec<(Method, String)>) {
         ))
         .layer(AroundLayer(middleware::LimitBody::new(&state.config)))
         .layer(DefaultBodyLimit::max(http.body_limit));
+    let proxy_state = state.clone();
+    let gateway = dispatch::GatewayService::new(
+        tower::ServiceBuilder::new()
+            .map_response(|res: axum::http::Response<_>| res.map(axum::body::Body::new))
+            .layer(stack.clone())
+            .layer(crate::gateway::checks(state.clone()))
+            .service_fn(move |req: Request| {
+                let state = proxy_state.clone();
+                async move {
+                    let res = crate::gateway::proxy::handle(axum::extract::State(state), req).await;
+                    Ok::<_, std::convert::Infallible>(res)
+                }
+            }),
+    );
     let router = router
         .fallback(middleware::not_found)
         .layer(stack)
         .with_state(state);
-    (router, list)
+    Built {
+        router,
+        gateway,
+        routes: list,
+    }
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM.
@@ -130,7 +160,7 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested, finishing in-flight requests");
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
+/// Serves `app` (the router, and the gateway's direct path) on `listener` until `shutdown` completes, then lets in-flight requests
 /// finish for at most `grace` before returning.
 ///
 /// hyper's connection builder is used directly, not `axum::serve`, because only with a timer
@@ -140,13 +170,12 @@ pub async fn shutdown_signal() {
 /// body is ended by the request timeout layer.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: dispatch::Dispatch,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
     header_timeout: Duration,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use tower::ServiceExt;
 
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -174,7 +203,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -189,7 +218,7 @@ pub async fn serve(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut()
                         .insert(axum::extract::ConnectInfo(peer));
-                    router.clone().oneshot(req.map(axum::body::Body::new))
+                    app.call(req.map(axum::body::Body::new))
                 },
             );
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -700,6 +700,65 @@ async fn the_path_checked_is_the_path_proxied() {
     }
 }
 
+/// GET on a gateway route is served without axum's router (`http::dispatch`); every other
+/// method still goes through it. Both must look the same from outside: the route in the
+/// metrics, HEAD answered, other methods a 405 that names GET.
+#[tokio::test]
+async fn the_direct_gateway_path_answers_and_is_counted_as_the_router_would() {
+    let app = spawn_with(FAST).await;
+    let a = access(&app, json!({"Permissions": ["ReadAccountsBasic"]}), None).await;
+    let acc = obgate::sandbox_bank::account_ids(&a.customer_id)[0].clone();
+    for _ in 0..2 {
+        assert_eq!(
+            get(&app, &format!("{AISP}/accounts/{acc}"), &a.token)
+                .await
+                .status,
+            200
+        );
+    }
+    let head = app
+        .send(
+            app.request(Method::HEAD, &format!("{AISP}/accounts/{acc}"))
+                .bearer_auth(&a.token),
+        )
+        .await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let post = app
+        .send(
+            app.request(Method::POST, &format!("{AISP}/accounts/{acc}"))
+                .bearer_auth(&a.token),
+        )
+        .await;
+    assert_eq!(post.status, 405);
+    assert!(post.header("allow").unwrap().contains("GET"));
+    // Not a route, though it starts with the AIS prefix: a 404, never a gateway read.
+    let near = app
+        .send(
+            app.request(Method::GET, &format!("{AISP}X/accounts"))
+                .bearer_auth(&a.token),
+        )
+        .await;
+    assert_eq!(near.status, 404);
+
+    let text = app.get("/metrics").await.text();
+    let count = |method: &str, status: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("obgate_http_requests_total{")
+                    && l.contains(&format!("method=\"{method}\""))
+                    && l.contains("route=\"/open-banking/v3.1/aisp/accounts/{AccountId}\"")
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(count("GET", "200").as_deref(), Some("2"), "{text}");
+    assert_eq!(count("HEAD", "200").as_deref(), Some("1"), "{text}");
+    assert_eq!(count("POST", "405").as_deref(), Some("1"), "{text}");
+    assert!(!text.contains(&acc), "raw paths must not become labels");
+}
+
 #[tokio::test]
 async fn the_sandbox_bank_serves_on_its_own_port_as_an_http_upstream() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
