@@ -160,8 +160,8 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested, finishing in-flight requests");
 }
 
-/// Serves `app` (the router, and the gateway's direct path) on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish for at most `grace` before returning.
+/// Serves `app` (the router, and the gateway's direct path) on `listener` until `shutdown`
+/// completes, then lets in-flight requests finish for at most `grace` before returning.
 ///
 /// hyper's connection builder is used directly, not `axum::serve`, because only with a timer
 /// does hyper enforce `header_read_timeout`: without it a client that sends its headers a
