@@ -8,6 +8,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,23 +20,26 @@ use crate::error::ApiError;
 use crate::http::Routes;
 use crate::state::AppState;
 
+// Label values are borrowed where they are static (the standard methods, the gateway's
+// route templates, decision outcomes and reasons): a lookup of an existing series then
+// allocates nothing, where owned strings cost six allocations a gateway request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: Cow<'static, str>,
+    route: Cow<'static, str>,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
-    route: String,
+    method: Cow<'static, str>,
+    route: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
-    outcome: String,
-    reason: String,
+    outcome: &'static str,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -149,21 +154,26 @@ impl Metrics {
         }
     }
 
-    /// Records one served request.
-    pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    /// Records one served request under its method and route template.
+    pub fn observe_http(
+        &self,
+        method: Cow<'static, str>,
+        route: Cow<'static, str>,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let labels = RouteLabels { method, route };
+        self.latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        let RouteLabels { method, route } = labels;
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
+                method,
+                route,
                 status,
             })
             .inc();
-        self.latency
-            .get_or_create(&RouteLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts one argon2 verification.
@@ -177,12 +187,9 @@ impl Metrics {
     }
 
     /// Records one gateway decision and how long it took.
-    pub fn gateway_decision(&self, outcome: &str, reason: &str, elapsed: Duration) {
+    pub fn gateway_decision(&self, outcome: &'static str, reason: &'static str, elapsed: Duration) {
         self.decisions
-            .get_or_create(&DecisionLabels {
-                outcome: outcome.to_owned(),
-                reason: reason.to_owned(),
-            })
+            .get_or_create(&DecisionLabels { outcome, reason })
             .inc();
         self.decision_latency.observe(elapsed.as_secs_f64());
     }

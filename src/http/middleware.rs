@@ -1,5 +1,6 @@
 //! The request-wide layers: interaction id, error rendering, cache headers, metrics.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -159,6 +160,16 @@ impl RouteName {
         }
     }
 
+    /// The template as a metric label: borrowed where it is static (a gateway route on the
+    /// direct path, `unmatched`), so counting it allocates nothing.
+    pub fn label(&self) -> Cow<'static, str> {
+        match self {
+            Self::Matched(m) => Cow::Owned(m.as_str().to_owned()),
+            Self::Direct(t) => Cow::Borrowed(t),
+            Self::Unmatched => Cow::Borrowed("unmatched"),
+        }
+    }
+
     /// The template, or `unmatched`.
     pub fn as_str(&self) -> &str {
         match self {
@@ -166,6 +177,15 @@ impl RouteName {
             Self::Direct(t) => t,
             Self::Unmatched => "unmatched",
         }
+    }
+}
+
+/// A method as a metric label, borrowed for the common ones.
+fn method_label(method: &Method) -> Cow<'static, str> {
+    const COMMON: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    match COMMON.iter().find(|m| **m == method.as_str()) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.as_str().to_owned()),
     }
 }
 
@@ -184,8 +204,8 @@ impl Around for RecordMetrics {
 
     fn after(&self, (method, route, start): Self::Ctx, res: Response) -> Response {
         self.0.metrics.observe_http(
-            method.as_str(),
-            route.as_str(),
+            method_label(&method),
+            route.label(),
             res.status().as_u16(),
             start.elapsed(),
         );
