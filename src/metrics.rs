@@ -3,13 +3,12 @@
 //! Each app owns its registry (no global recorder), so several apps in one process (tests, a
 //! bank embedding obgate) keep separate counts. Later parts add their families here.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use std::borrow::Cow;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,7 +19,7 @@ use crate::error::ApiError;
 use crate::http::Routes;
 use crate::state::AppState;
 
-// Label values are borrowed where they are static (the standard methods, the gateway's
+// Label values are borrowed where they are static (the common methods, the gateway's
 // route templates, decision outcomes and reasons): a lookup of an existing series then
 // allocates nothing, where owned strings cost six allocations a gateway request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
