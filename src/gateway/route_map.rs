@@ -217,7 +217,8 @@ pub struct Matched {
 /// Matches a canonical path (see [`super::path`]) to its route; `None` for routes obgate
 /// does not know (a 404).
 pub fn lookup(path: &str) -> Option<Matched> {
-    let (route, rest) = find(path)?;
+    let (i, rest) = find(path)?;
+    let route = ROUTES.get(i)?;
     let mut m = Matched {
         route,
         account_id: None,
@@ -237,8 +238,7 @@ pub fn lookup(path: &str) -> Option<Matched> {
 /// path names: the gateway routes as the router registers them, and the `route` label a
 /// request on the gateway's direct path is counted under (see `http::dispatch`).
 pub fn template(path: &str) -> Option<&'static str> {
-    let (route, _) = find(path)?;
-    let i = ROUTES.iter().position(|r| std::ptr::eq(r, route))?;
+    let (i, _) = find(path)?;
     TEMPLATES.get(i).map(String::as_str)
 }
 
@@ -250,11 +250,12 @@ pub static TEMPLATES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::ne
         .collect()
 });
 
-/// The route a path names and the path under [`PREFIX`], matched segment by segment without
-/// allocating: a parameter matches any one segment, anything else only itself.
-fn find(path: &str) -> Option<(&'static RouteSpec, &str)> {
+/// The route a path names, by its place in [`ROUTES`], and the path under [`PREFIX`], matched
+/// segment by segment without allocating: a parameter matches any one segment, anything else
+/// only itself.
+fn find(path: &str) -> Option<(usize, &str)> {
     let rest = path.strip_prefix(PREFIX)?;
-    let route = ROUTES.iter().find(|route| {
+    let i = ROUTES.iter().position(|route| {
         let mut tpl = route.template.split('/');
         let mut segments = rest.split('/');
         loop {
@@ -266,7 +267,7 @@ fn find(path: &str) -> Option<(&'static RouteSpec, &str)> {
             }
         }
     })?;
-    Some((route, rest))
+    Some((i, rest))
 }
 
 /// Whether `granted` permissions satisfy `need`; the missing permission when not.
