@@ -312,7 +312,12 @@ async fn verify_sealed(
         expected: next,
     })?;
     let rows = store.decisions_between(first, last, count).await?;
-    if rows.len() != count as usize || seal.reason.as_deref() != Some(&decisions::digest(&rows)) {
+    if rows.len() != count as usize
+        || seal.reason.as_deref()
+            != Some(&decisions::digest(
+                rows.iter().map(decisions::DecisionRecord::row),
+            ))
+    {
         return Err(Broken::Decisions { seq: seal.seq }.into());
     }
     Ok(last + 1)

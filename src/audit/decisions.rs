@@ -68,42 +68,101 @@ pub struct DecisionRecord {
 impl DecisionRecord {
     /// The row for `d` at position `seq` in the batch sealed by audit row `sealed_by`.
     pub fn new(seq: i64, sealed_by: i64, d: &GatewayDecision) -> Self {
+        let row = d.row(seq, sealed_by);
         Self {
             seq,
             sealed_by,
-            occurred_at: d.at,
-            client_id: d.client_id.clone(),
-            consent_id: d.consent_id.clone(),
-            outcome: if d.allowed {
+            occurred_at: row.occurred_at,
+            client_id: row.client_id.map(str::to_owned),
+            consent_id: row.consent_id.map(str::to_owned),
+            outcome: row.outcome.to_owned(),
+            reason: row.reason.to_owned(),
+            path: row.path.to_owned(),
+            interaction_id: row.interaction_id.map(str::to_owned),
+        }
+    }
+
+    /// This stored row's fields, as [`digest`] hashes them.
+    pub fn row(&self) -> DecisionRow<'_> {
+        DecisionRow {
+            seq: self.seq,
+            sealed_by: self.sealed_by,
+            occurred_at: self.occurred_at,
+            client_id: self.client_id.as_deref(),
+            consent_id: self.consent_id.as_deref(),
+            outcome: &self.outcome,
+            reason: &self.reason,
+            path: &self.path,
+            interaction_id: self.interaction_id.as_deref(),
+        }
+    }
+}
+
+impl GatewayDecision {
+    /// The row this decision becomes at position `seq` in the batch sealed by audit row
+    /// `sealed_by`, borrowed: the writer binds and hashes these fields without copying each
+    /// queued decision into a [`DecisionRecord`] first (six strings a gateway request).
+    pub fn row(&self, seq: i64, sealed_by: i64) -> DecisionRow<'_> {
+        DecisionRow {
+            seq,
+            sealed_by,
+            occurred_at: self.at,
+            client_id: self.client_id.as_deref(),
+            consent_id: self.consent_id.as_deref(),
+            outcome: if self.allowed {
                 Outcome::Success
             } else {
                 Outcome::Denied
             }
-            .as_str()
-            .to_owned(),
-            reason: d.reason.to_owned(),
-            path: d.path.clone(),
-            interaction_id: d.interaction_id.clone(),
+            .as_str(),
+            reason: self.reason,
+            path: &self.path,
+            interaction_id: self.interaction_id.as_deref(),
         }
     }
+}
+
+/// One decision row's fields, borrowed: what the writer inserts and what the seal hashes, the
+/// same whether the row is about to be written ([`GatewayDecision::row`]) or was read back to
+/// be verified ([`DecisionRecord::row`]).
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionRow<'a> {
+    /// Position among all decisions.
+    pub seq: i64,
+    /// The `seq` of the sealing audit row.
+    pub sealed_by: i64,
+    /// When it was decided.
+    pub occurred_at: Timestamp,
+    /// The TPP, when known.
+    pub client_id: Option<&'a str>,
+    /// The consent, when known.
+    pub consent_id: Option<&'a str>,
+    /// `success` or `denied`.
+    pub outcome: &'a str,
+    /// `ok`, or the denial's code.
+    pub reason: &'a str,
+    /// The path requested.
+    pub path: &'a str,
+    /// The request's `x-fapi-interaction-id`.
+    pub interaction_id: Option<&'a str>,
 }
 
 /// The hash a batch's seal carries: SHA-256, hex, over each row as a JSON array of its fields
 /// (`[seq, sealed_by, occurred_at, client_id, consent_id, outcome, reason, path,
 /// interaction_id]`), one per line. One serialization, so the same on every node and backend.
-pub fn digest(rows: &[DecisionRecord]) -> String {
+pub fn digest<'a>(rows: impl IntoIterator<Item = DecisionRow<'a>>) -> String {
     let mut hasher = Sha256::new();
     for r in rows {
         let fields = (
             r.seq,
             r.sealed_by,
             r.occurred_at.millis(),
-            &r.client_id,
-            &r.consent_id,
-            &r.outcome,
-            &r.reason,
-            &r.path,
-            &r.interaction_id,
+            r.client_id,
+            r.consent_id,
+            r.outcome,
+            r.reason,
+            r.path,
+            r.interaction_id,
         );
         // Writing into a hasher cannot fail, and neither can serializing strings and integers.
         let _ = serde_json::to_writer(HashWriter(&mut hasher), &fields);
@@ -114,12 +173,12 @@ pub fn digest(rows: &[DecisionRecord]) -> String {
 
 /// The audit event sealing `rows` (a non-empty, consecutive batch), stamped with the time of
 /// its last decision.
-pub fn seal_event(rows: &[DecisionRecord]) -> Option<AuditEvent> {
+pub fn seal_event(rows: &[DecisionRow<'_>]) -> Option<AuditEvent> {
     let (first, last) = (rows.first()?, rows.last()?);
     Some(
         AuditEvent::new(last.occurred_at, ActorType::System, "obgate", SEAL_ACTION)
             .on(SEAL_RESOURCE, format!("{}-{}", first.seq, last.seq))
-            .outcome(Outcome::Success, digest(rows)),
+            .outcome(Outcome::Success, digest(rows.iter().copied())),
     )
 }
 
@@ -172,30 +231,37 @@ mod tests {
         let rows: Vec<DecisionRecord> = (5..8)
             .map(|i| DecisionRecord::new(i, 40, &decision(i)))
             .collect();
-        let seal = seal_event(&rows).unwrap();
+        let hash = |rows: &[DecisionRecord]| digest(rows.iter().map(DecisionRecord::row));
+        let views: Vec<DecisionRow<'_>> = rows.iter().map(DecisionRecord::row).collect();
+        let seal = seal_event(&views).unwrap();
         assert_eq!(seal.action, SEAL_ACTION);
         assert_eq!(seal.resource_id.as_deref(), Some("5-7"));
         assert_eq!(sealed_range("5-7"), Some((5, 7)));
         assert_eq!(seal.at, rows[2].occurred_at);
         let sealed = seal.reason.unwrap();
-        assert_eq!(sealed, digest(&rows));
+        assert_eq!(sealed, hash(&rows));
+        // The writer hashes the queued decisions as they are bound; verification hashes the
+        // rows read back. Both must give the seal's digest.
+        let queued: Vec<GatewayDecision> = (5..8).map(decision).collect();
+        let written = digest(queued.iter().zip(5..).map(|(d, seq)| d.row(seq, 40)));
+        assert_eq!(written, sealed);
 
         let mut changed = rows.clone();
         // Row 1 (i = 6) was allowed; make it look denied.
         assert_eq!(changed[1].outcome, "success");
         changed[1].outcome = "denied".into();
-        assert_ne!(digest(&changed), sealed);
+        assert_ne!(hash(&changed), sealed);
         let mut moved = rows.clone();
         moved[2].sealed_by = 41;
-        assert_ne!(digest(&moved), sealed);
-        assert_ne!(digest(&rows[..2]), sealed);
+        assert_ne!(hash(&moved), sealed);
+        assert_ne!(hash(&rows[..2]), sealed);
         // A field's bytes cannot slide into its neighbour's.
         let mut a = rows.clone();
         a[0].client_id = Some("cl_1\",\"x".into());
         a[0].consent_id = None;
         let mut b = rows;
         b[0].consent_id = Some("x".into());
-        assert_ne!(digest(&a), digest(&b));
+        assert_ne!(hash(&a), hash(&b));
         assert!(seal_event(&[]).is_none());
     }
 

@@ -57,7 +57,7 @@ pub async fn tpp(
     let token = crate::gateway::authenticate::bearer_header(headers).ok_or_else(|| {
         invalid_token("send Authorization: Bearer <client_credentials access token>")
     })?;
-    let claims = crate::oauth::token::verify_access_token(state, &token)
+    let claims = crate::oauth::token::verify_access_token(state, token)
         .await
         .map_err(|_| invalid_token("the access token is not valid"))?;
     if claims.consent_id.is_some() {

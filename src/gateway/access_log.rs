@@ -59,10 +59,10 @@ pub struct Decision<'a> {
 }
 
 /// The request's `x-fapi-interaction-id`, for its decision row.
-pub fn interaction_of<B>(req: &axum::http::Request<B>) -> Option<String> {
+pub fn interaction_of<B>(req: &axum::http::Request<B>) -> Option<&str> {
     req.extensions()
         .get::<crate::http::middleware::InteractionId>()
-        .map(|i| i.0.clone())
+        .map(|i| i.0.as_str())
 }
 
 impl AccessLog {
@@ -122,16 +122,16 @@ pub async fn write(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>
                 continue;
             }
         }
-        // Let a batch fill for a moment under load; under light load this adds LINGER to
-        // when the row appears, never to a response.
+        // Let a batch fill for a moment; under light load this adds LINGER to when the row
+        // appears, never to a response. Sleep, then take what came: waiting on the queue
+        // instead woke this task for every decision sent during the linger, a task wake-up
+        // per gateway request under load (BENCHMARKS.md, twelfth pass).
         if batch.len() < BATCH {
-            let deadline = tokio::time::sleep(LINGER);
-            tokio::pin!(deadline);
+            tokio::time::sleep(LINGER).await;
             while batch.len() < BATCH {
-                let room = BATCH - batch.len();
-                tokio::select! {
-                    n = rx.recv_many(&mut batch, room) => if n == 0 { break },
-                    () = &mut deadline => break,
+                match rx.try_recv() {
+                    Ok(decision) => batch.push(decision),
+                    Err(_) => break,
                 }
             }
         }

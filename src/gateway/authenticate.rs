@@ -71,8 +71,31 @@ fn refuse(message: &str) -> Response {
     .into_response()
 }
 
+/// Records a refusal of `req` in the access log. Only a denial is recorded here (Authorize
+/// records the allow), so nothing is taken from the request for the record until one is.
+fn denied<'a>(
+    state: &'a AppState,
+    started: std::time::Instant,
+    req: &'a Request,
+    reason: &'static str,
+    client_id: Option<&'a str>,
+    consent_id: Option<&'a str>,
+) -> impl Future<Output = ()> + Send + 'a {
+    // Borrow the parts, not the request: its body is not `Sync`, so a future holding
+    // `&Request` could not be sent between threads.
+    let decision = super::access_log::Decision {
+        client_id,
+        consent_id,
+        reason,
+        allowed: false,
+        path: req.uri().path(),
+        interaction: super::access_log::interaction_of(req),
+    };
+    state.access_log.decided(state, started, decision)
+}
+
 /// The token of a request, or why there is none to accept.
-pub fn bearer(req: &Request) -> Result<String, &'static str> {
+pub fn bearer(req: &Request) -> Result<&str, &'static str> {
     let in_query = req
         .uri()
         .query()
@@ -83,14 +106,15 @@ pub fn bearer(req: &Request) -> Result<String, &'static str> {
     bearer_header(req.headers()).ok_or("send Authorization: Bearer <access token>")
 }
 
-/// The token of an `Authorization: Bearer` header, if there is one.
-pub fn bearer_header(headers: &axum::http::HeaderMap) -> Option<String> {
+/// The token of an `Authorization: Bearer` header, if there is one (borrowed: the gateway
+/// reads it on every request and needs no copy).
+pub fn bearer_header(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty())
-        .map(|(_, t)| t.trim().to_owned())
+        .map(|(_, t)| t.trim())
 }
 
 impl<S> Service<Request> for Authenticate<S>
@@ -113,49 +137,35 @@ where
         let state = self.state.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let path = req.uri().path().to_owned();
-            let interaction = super::access_log::interaction_of(&req);
-            let denied = |reason: &'static str, client: Option<String>, consent: Option<String>| {
-                let (state, path, interaction) = (&state, &path, &interaction);
-                async move {
-                    state
-                        .access_log
-                        .decided(
-                            state,
-                            started,
-                            super::access_log::Decision {
-                                client_id: client.as_deref(),
-                                consent_id: consent.as_deref(),
-                                reason,
-                                allowed: false,
-                                path,
-                                interaction: interaction.as_deref(),
-                            },
-                        )
-                        .await;
-                }
-            };
-            let token = match bearer(&req) {
-                Ok(t) => t,
+            let verified = match bearer(&req) {
+                Ok(token) => state.decisions.token(&state, token).await,
                 Err(why) => {
-                    denied("no_bearer_token", None, None).await;
+                    denied(&state, started, &req, "no_bearer_token", None, None).await;
                     return Ok(refuse(why));
                 }
             };
-            let claims = match state.decisions.token(&state, &token).await {
+            let claims = match verified {
                 Ok(c) => c,
                 Err(crate::oauth::jwt::TokenError::Unavailable) => {
                     // The database is away: retry later, the token may well be fine.
-                    denied("unavailable", None, None).await;
+                    denied(&state, started, &req, "unavailable", None, None).await;
                     return Ok(crate::error::ApiError::unavailable().into_response());
                 }
                 Err(_) => {
-                    denied("invalid_token", None, None).await;
+                    denied(&state, started, &req, "invalid_token", None, None).await;
                     return Ok(refuse("the access token is not valid"));
                 }
             };
             if claims.consent_id.is_none() {
-                denied("client_level_token", Some(claims.client_id.clone()), None).await;
+                denied(
+                    &state,
+                    started,
+                    &req,
+                    "client_level_token",
+                    Some(&claims.client_id),
+                    None,
+                )
+                .await;
                 return Ok(refuse(
                     "account data needs a customer-bound token (authorization_code, or client_credentials with authorization_details)",
                 ));

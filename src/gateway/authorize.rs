@@ -233,16 +233,15 @@ where
                 }
                 .into_response());
             };
-            let path = req.uri().path().to_owned();
+            let path = req.uri().path();
             let interaction = super::access_log::interaction_of(&req);
             if let Some(limited) =
-                super::rate_limit::over_limit(&state, &principal, &path, interaction.as_deref())
-                    .await
+                super::rate_limit::over_limit(&state, &principal, path, interaction).await
             {
                 return Ok(limited);
             }
             let started = std::time::Instant::now();
-            let decision = decide(&state, &path, &principal).await;
+            let decision = decide(&state, path, &principal).await;
             let reason = match &decision {
                 Ok(_) => "ok",
                 Err(Ok(r)) => r.reason,
@@ -258,8 +257,8 @@ where
                         consent_id: principal.claims.consent_id.as_deref(),
                         reason,
                         allowed: decision.is_ok(),
-                        path: &path,
-                        interaction: interaction.as_deref(),
+                        path,
+                        interaction,
                     },
                 )
                 .await;

@@ -127,8 +127,9 @@ impl Proxy {
         path_and_query: &str,
         headers: HeaderMap,
     ) -> Result<Response, UpstreamError> {
-        let request = |uri: &str| -> Result<axum::http::Request<Body>, UpstreamError> {
-            let uri: Uri = uri.parse().map_err(|_| UpstreamError::Unreachable)?;
+        let request = |uri: Result<Uri, _>| -> Result<axum::http::Request<Body>, UpstreamError> {
+            let uri: Uri =
+                uri.map_err(|_: axum::http::uri::InvalidUri| UpstreamError::Unreachable)?;
             let mut out = axum::http::Request::get(uri)
                 .body(Body::empty())
                 .map_err(|_| UpstreamError::Unreachable)?;
@@ -139,8 +140,9 @@ impl Proxy {
             match &self.upstream {
                 Upstream::Http(h) => {
                     let uri = format!("{}{path_and_query}", h.base.as_str().trim_end_matches('/'));
+                    // From the String itself: parsing a `&str` would copy it again.
                     h.client
-                        .request(request(&uri)?)
+                        .request(request(Uri::try_from(uri))?)
                         .await
                         .map(|r| r.map(Body::new))
                         .map_err(|e| {
@@ -150,7 +152,7 @@ impl Proxy {
                 }
                 Upstream::Sandbox(router) => router
                     .clone()
-                    .oneshot(request(path_and_query)?)
+                    .oneshot(request(Uri::try_from(path_and_query))?)
                     .await
                     .map_err(|_| UpstreamError::Unreachable),
             }
@@ -281,10 +283,9 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
     let interaction = req
         .extensions()
         .get::<InteractionId>()
-        .map(|i| i.0.clone())
-        .unwrap_or_default();
+        .map_or("", |i| i.0.as_str());
     let proxy = &state.gateway;
-    let path = req.uri().path().to_owned();
+    let path = req.uri().path();
     let query = upstream_query(req.uri().query(), &grant);
     let mut headers = HeaderMap::new();
     for (name, value) in req.headers() {
@@ -300,24 +301,31 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
     add(&mut headers, &CUSTOMER_ID, &grant.customer_id);
     add(&mut headers, &CONSENT_ID, &grant.consent_id);
     add(&mut headers, &CLIENT_ID, &grant.client_id);
-    add(&mut headers, &INTERACTION_ID, &interaction);
-    add(
-        &mut headers,
-        &FORWARDED_PROTO,
-        state.config.public_url.scheme(),
-    );
+    add(&mut headers, &INTERACTION_ID, interaction);
+    let proto = match state.config.public_url.scheme() {
+        // The usual two without a copy per request.
+        "https" => Ok(HeaderValue::from_static("https")),
+        "http" => Ok(HeaderValue::from_static("http")),
+        other => HeaderValue::try_from(other),
+    };
+    if let Ok(proto) = proto {
+        headers.insert(FORWARDED_PROTO.clone(), proto);
+    }
     if let Some(peer) = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
     {
-        add(&mut headers, &FORWARDED_FOR, &peer.0.ip().to_string());
+        // From the String itself, which the header value then owns (no second copy).
+        if let Ok(v) = HeaderValue::try_from(peer.0.ip().to_string()) {
+            headers.insert(FORWARDED_FOR.clone(), v);
+        }
     }
     if let Some((name, value)) = &proxy.credential {
         headers.insert(name.clone(), value.clone());
     }
     let path_and_query = match &query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.clone(),
+        Some(q) => std::borrow::Cow::Owned(format!("{path}?{q}")),
+        None => std::borrow::Cow::Borrowed(path),
     };
     let started = std::time::Instant::now();
     let upstream = match proxy.call(&path_and_query, headers).await {

@@ -629,7 +629,7 @@ macro_rules! shared_store_impl {
                 &self,
                 decisions: &[$crate::audit::decisions::GatewayDecision],
             ) -> Result<(), $crate::store::StoreError> {
-                use $crate::audit::decisions::{seal_event, DecisionRecord};
+                use $crate::audit::decisions::{seal_event, DecisionRow};
                 let n = i64::try_from(decisions.len()).unwrap_or(i64::MAX);
                 if n == 0 {
                     return Ok(());
@@ -644,10 +644,10 @@ macro_rules! shared_store_impl {
                 .fetch_one(&mut *tx)
                 .await?;
                 let first = head.decisions - n + 1;
-                let rows: Vec<DecisionRecord> = decisions
+                let rows: Vec<DecisionRow<'_>> = decisions
                     .iter()
                     .enumerate()
-                    .map(|(i, d)| DecisionRecord::new(first + i as i64, head.seq, d))
+                    .map(|(i, d)| d.row(first + i as i64, head.seq))
                     .collect();
                 let mut rest = rows.as_slice();
                 for size in $crate::store::shared::audit_chunks(rows.len()) {
@@ -662,12 +662,12 @@ macro_rules! shared_store_impl {
                         b.push_bind(r.seq)
                             .push_bind(r.sealed_by)
                             .push_bind(r.occurred_at)
-                            .push_bind(&r.client_id)
-                            .push_bind(&r.consent_id)
-                            .push_bind(&r.outcome)
-                            .push_bind(&r.reason)
-                            .push_bind(&r.path)
-                            .push_bind(&r.interaction_id);
+                            .push_bind(r.client_id)
+                            .push_bind(r.consent_id)
+                            .push_bind(r.outcome)
+                            .push_bind(r.reason)
+                            .push_bind(r.path)
+                            .push_bind(r.interaction_id);
                     });
                     // Kept prepared: there are ten sizes at most (see audit_chunks).
                     q.build().execute(&mut *tx).await?;
