@@ -115,10 +115,17 @@ pub fn describe(code: &str) -> &'static str {
 /// Whether a set of granted permissions includes `code`, counting a Detail permission as its
 /// Basic one too (AIS profile: "Detail implies Basic").
 pub fn grants(granted: &[&str], code: &str) -> bool {
-    granted.contains(&code)
+    granted.iter().any(|g| implies(g, code))
+}
+
+/// Whether one granted permission includes `code`: it is `code`, or the Detail permission of
+/// `code`'s Basic one. Compared in place, without building the Detail name: the gateway asks
+/// this on every request.
+pub fn implies(granted: &str, code: &str) -> bool {
+    granted == code
         || code
             .strip_suffix("Basic")
-            .is_some_and(|stem| granted.contains(&format!("{stem}Detail").as_str()))
+            .is_some_and(|stem| granted.strip_suffix("Detail") == Some(stem))
 }
 
 /// The AIS profile's rules on a permission list (each code already known); every broken rule
@@ -163,6 +170,10 @@ mod tests {
         assert!(!grants(&["ReadAccountsBasic"], "ReadAccountsDetail"));
         assert!(grants(&["ReadBalances"], "ReadBalances"));
         assert!(!grants(&["ReadBalances"], "ReadAccountsBasic"));
+        // Only the same stem's Detail implies a Basic.
+        assert!(!grants(&["ReadBeneficiariesDetail"], "ReadAccountsBasic"));
+        assert!(!grants(&["ReadAccountsDetailed"], "ReadAccountsBasic"));
+        assert!(!grants(&["ReadAccounts"], "ReadAccountsBasic"));
     }
 
     #[test]

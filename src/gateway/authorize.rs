@@ -51,7 +51,9 @@ pub struct Grant {
 impl Grant {
     /// Whether the consent includes `code` (Detail implies Basic).
     pub fn has(&self, code: &str) -> bool {
-        crate::consent::permissions::grants(&self.codes(), code)
+        self.permissions
+            .split_whitespace()
+            .any(|g| crate::consent::permissions::implies(g, code))
     }
 
     /// The consented permission codes, as the permission checks take them.

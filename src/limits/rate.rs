@@ -157,13 +157,19 @@ impl RateConfig {
     }
 
     fn rate(&self, client_id: &str, scope: Scope) -> Rate {
-        match self.clients.get(&(client_id.to_owned(), scope)) {
-            Some(r) => *r,
-            None => match scope {
-                Scope::Token => self.token,
-                Scope::Gateway => self.gateway,
-            },
+        let default = match scope {
+            Scope::Token => self.token,
+            Scope::Gateway => self.gateway,
+        };
+        // Most deployments set no per-client rate: then no key is built (an allocation per
+        // gateway request).
+        if self.clients.is_empty() {
+            return default;
         }
+        self.clients
+            .get(&(client_id.to_owned(), scope))
+            .copied()
+            .unwrap_or(default)
     }
 }
 
