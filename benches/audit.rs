@@ -21,15 +21,15 @@ use obgate::store::Store;
 const BATCH: usize = 2_000;
 
 fn decision(i: usize) -> GatewayDecision {
-    GatewayDecision {
-        at: Timestamp::from_millis(1_700_000_000_000 + i as i64),
-        client_id: Some("cl_bench_tpp_0001".into()),
-        consent_id: Some("aac_01JD0000000000000000000000".into()),
-        allowed: true,
-        reason: "ok",
-        path: "/open-banking/v3.1/aisp/accounts".into(),
-        interaction_id: Some(format!("93bac548-d2de-4546-b106-{i:012}")),
-    }
+    GatewayDecision::new(
+        Timestamp::from_millis(1_700_000_000_000 + i as i64),
+        Some("cl_bench_tpp_0001"),
+        Some("aac_01JD0000000000000000000000"),
+        true,
+        "ok",
+        "/open-banking/v3.1/aisp/accounts",
+        Some(&format!("93bac548-d2de-4546-b106-{i:012}")),
+    )
 }
 
 fn audit_row(i: usize) -> AuditEvent {

@@ -46,9 +46,18 @@ fn upstream_body() -> Vec<u8> {
 
 fn grant(accounts: &str, permissions: &str) -> Grant {
     Grant {
-        client_id: "cl".into(),
-        consent_id: "aac".into(),
-        customer_id: "cus".into(),
+        claims: std::sync::Arc::new(obgate::oauth::jwt::AccessClaims {
+            iss: "https://obgate.example".into(),
+            sub: "cus".into(),
+            aud: "https://obgate.example".into(),
+            exp: 0,
+            iat: 0,
+            nbf: 0,
+            jti: "jti".into(),
+            client_id: "cl".into(),
+            scope: "accounts".into(),
+            consent_id: Some("aac".into()),
+        }),
         account_ids: accounts.into(),
         permissions: permissions.into(),
         from: None,

@@ -24,22 +24,84 @@ pub const SEAL_ACTION: &str = "gateway.decisions";
 pub const SEAL_RESOURCE: &str = "gateway_decisions";
 
 /// One decision about one gateway request, as the access log queues it.
+///
+/// Its four texts (client, consent, path, interaction id) are kept in one buffer: a decision
+/// is made on every gateway request, and four separate copies were four allocations there
+/// (BENCHMARKS.md, thirteenth pass). Read them through the accessors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewayDecision {
     /// When it was decided.
     pub at: Timestamp,
-    /// The TPP, when its token was verified.
-    pub client_id: Option<String>,
-    /// The consent the token acts under, when known.
-    pub consent_id: Option<String>,
     /// Whether the request went on to the bank.
     pub allowed: bool,
     /// `ok`, or why not (`consent_revoked`, `invalid_token`, `rate_limited`, …).
     pub reason: &'static str,
+    /// The four texts, one after another.
+    text: String,
+    /// Where each text ends in `text`, and `None` for an absent optional one.
+    ends: [Option<u32>; 4],
+}
+
+impl GatewayDecision {
+    /// A decision: who (`client_id`, when its token was verified), under which consent (when
+    /// known), allowed or not and why, for which path (no query string), with the request's
+    /// `x-fapi-interaction-id`.
+    pub fn new(
+        at: Timestamp,
+        client_id: Option<&str>,
+        consent_id: Option<&str>,
+        allowed: bool,
+        reason: &'static str,
+        path: &str,
+        interaction_id: Option<&str>,
+    ) -> Self {
+        let parts = [client_id, consent_id, Some(path), interaction_id];
+        let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
+        let ends = parts.map(|p| {
+            p.and_then(|p| {
+                text.push_str(p);
+                u32::try_from(text.len()).ok()
+            })
+        });
+        Self {
+            at,
+            allowed,
+            reason,
+            text,
+            ends,
+        }
+    }
+
+    /// Text `i` (in the order [`GatewayDecision::new`] takes them), `None` when absent.
+    fn part(&self, i: usize) -> Option<&str> {
+        let end = usize::try_from(self.ends[i]?).ok()?;
+        let start = self.ends[..i]
+            .iter()
+            .rev()
+            .find_map(|e| *e)
+            .map_or(0, |e| e as usize);
+        self.text.get(start..end)
+    }
+
+    /// The TPP, when its token was verified.
+    pub fn client_id(&self) -> Option<&str> {
+        self.part(0)
+    }
+
+    /// The consent the token acts under, when known.
+    pub fn consent_id(&self) -> Option<&str> {
+        self.part(1)
+    }
+
     /// The path requested (no query string).
-    pub path: String,
+    pub fn path(&self) -> &str {
+        self.part(2).unwrap_or("")
+    }
+
     /// The request's `x-fapi-interaction-id`.
-    pub interaction_id: Option<String>,
+    pub fn interaction_id(&self) -> Option<&str> {
+        self.part(3)
+    }
 }
 
 /// A stored decision.
@@ -107,8 +169,8 @@ impl GatewayDecision {
             seq,
             sealed_by,
             occurred_at: self.at,
-            client_id: self.client_id.as_deref(),
-            consent_id: self.consent_id.as_deref(),
+            client_id: self.client_id(),
+            consent_id: self.consent_id(),
             outcome: if self.allowed {
                 Outcome::Success
             } else {
@@ -116,8 +178,8 @@ impl GatewayDecision {
             }
             .as_str(),
             reason: self.reason,
-            path: &self.path,
-            interaction_id: self.interaction_id.as_deref(),
+            path: self.path(),
+            interaction_id: self.interaction_id(),
         }
     }
 }
@@ -211,19 +273,58 @@ mod tests {
     use super::*;
 
     fn decision(i: i64) -> GatewayDecision {
-        GatewayDecision {
-            at: Timestamp::from_millis(i),
-            client_id: Some("cl_1".into()),
-            consent_id: Some("aac_1".into()),
-            allowed: i % 2 == 0,
-            reason: if i % 2 == 0 {
+        GatewayDecision::new(
+            Timestamp::from_millis(i),
+            Some("cl_1"),
+            Some("aac_1"),
+            i % 2 == 0,
+            if i % 2 == 0 {
                 "ok"
             } else {
                 "permission_missing"
             },
-            path: "/open-banking/v3.1/aisp/accounts".into(),
-            interaction_id: None,
+            "/open-banking/v3.1/aisp/accounts",
+            None,
+        )
+    }
+
+    #[test]
+    fn a_decision_gives_back_each_text_as_given_present_or_absent() {
+        let (c, k, p, i) = ("cl_1", "aac-ü", "/open-banking/v3.1/aisp/accounts", "ia-1");
+        for mask in 0..8u8 {
+            let on = |bit: u8, v: &'static str| (mask & bit != 0).then_some(v);
+            let d = GatewayDecision::new(
+                Timestamp::from_millis(1),
+                on(1, c),
+                on(2, k),
+                true,
+                "ok",
+                p,
+                on(4, i),
+            );
+            assert_eq!(d.client_id(), on(1, c), "mask {mask}");
+            assert_eq!(d.consent_id(), on(2, k), "mask {mask}");
+            assert_eq!(d.path(), p, "mask {mask}");
+            assert_eq!(d.interaction_id(), on(4, i), "mask {mask}");
         }
+        let empty = GatewayDecision::new(
+            Timestamp::from_millis(1),
+            Some(""),
+            None,
+            false,
+            "invalid_token",
+            "",
+            Some(""),
+        );
+        assert_eq!(
+            (
+                empty.client_id(),
+                empty.consent_id(),
+                empty.path(),
+                empty.interaction_id()
+            ),
+            (Some(""), None, "", Some(""))
+        );
     }
 
     #[test]

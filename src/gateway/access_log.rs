@@ -78,15 +78,15 @@ impl AccessLog {
 
     /// Queues a decision; waits while the queue is full (see the module docs).
     pub async fn record(&self, state: &AppState, d: Decision<'_>) {
-        let event = GatewayDecision {
-            at: state.clock.now(),
-            client_id: d.client_id.map(str::to_owned),
-            consent_id: d.consent_id.map(str::to_owned),
-            allowed: d.allowed,
-            reason: d.reason,
-            path: d.path.to_owned(),
-            interaction_id: d.interaction.map(str::to_owned),
-        };
+        let event = GatewayDecision::new(
+            state.clock.now(),
+            d.client_id,
+            d.consent_id,
+            d.allowed,
+            d.reason,
+            d.path,
+            d.interaction,
+        );
         if self.tx.send(event).await.is_err() {
             tracing::error!(
                 "the access log writer has stopped; a gateway decision was not audited"

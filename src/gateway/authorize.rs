@@ -30,12 +30,11 @@ use crate::state::AppState;
 /// What the consent grants this request.
 #[derive(Clone, Debug)]
 pub struct Grant {
-    /// The TPP.
-    pub client_id: String,
-    /// The consent.
-    pub consent_id: String,
-    /// Whose data.
-    pub customer_id: String,
+    /// The verified token's claims: whose data (`sub`), which TPP (`client_id`), under which
+    /// consent (`consent_id`, always set on a gateway token). Shared with the token cache
+    /// rather than copied out of it on every request; read them through [`Grant::client_id`],
+    /// [`Grant::consent_id`] and [`Grant::customer_id`].
+    pub claims: std::sync::Arc<crate::oauth::jwt::AccessClaims>,
     /// The consented accounts, space-separated (shared with the consent cache).
     pub account_ids: std::sync::Arc<str>,
     /// The consented permission codes, space-separated (likewise).
@@ -49,16 +48,26 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// The TPP.
+    pub fn client_id(&self) -> &str {
+        &self.claims.client_id
+    }
+
+    /// The consent.
+    pub fn consent_id(&self) -> &str {
+        self.claims.consent_id.as_deref().unwrap_or("")
+    }
+
+    /// Whose data.
+    pub fn customer_id(&self) -> &str {
+        &self.claims.sub
+    }
+
     /// Whether the consent includes `code` (Detail implies Basic).
     pub fn has(&self, code: &str) -> bool {
         self.permissions
             .split_whitespace()
             .any(|g| crate::consent::permissions::implies(g, code))
-    }
-
-    /// The consented permission codes, as the permission checks take them.
-    pub fn codes(&self) -> Vec<&str> {
-        self.permissions.split_whitespace().collect()
     }
 
     /// Whether the consent covers account `id`. The list is joined with single spaces when
@@ -128,7 +137,7 @@ async fn decide(
     principal: &Principal,
 ) -> Result<Grant, Result<Refusal, Response>> {
     let claims = &principal.claims;
-    let consent_id = claims.consent_id.clone().unwrap_or_default();
+    let consent_id = claims.consent_id.as_deref().unwrap_or("");
     let Some(matched) = route_map::lookup(path) else {
         return Err(Err(ApiError::NotFound {
             message: "no such account-information route".into(),
@@ -140,10 +149,10 @@ async fn decide(
             Denial::NotFound => "UK.OBIE.Resource.ConsentMismatch",
             _ => "UK.OBIE.Resource.InvalidConsentStatus",
         };
-        refusal(code, denial.code(), denial.describe(&consent_id))
+        refusal(code, denial.code(), denial.describe(consent_id))
     };
     let cache = &state.decisions;
-    let consent = match cache.consent(state, &consent_id).await {
+    let consent = match cache.consent(state, consent_id).await {
         Ok(c) => c,
         Err(e) => return Err(Err(ApiError::from(e).into_response())),
     };
@@ -175,22 +184,21 @@ async fn decide(
         )));
     }
     let grant = Grant {
-        client_id: claims.client_id.clone(),
-        consent_id,
-        customer_id: claims.sub.clone(),
+        claims: claims.clone(),
         account_ids: consent.account_ids.clone(),
         permissions: consent.permissions.clone(),
         from: consent.from,
         to: consent.to,
         matched,
     };
-    if let Err(missing) = route_map::permits(&grant.codes(), grant.matched.route.need) {
+    if let Err(missing) = route_map::permits_by(|code| grant.has(code), grant.matched.route.need) {
         return Err(Ok(refusal(
             "UK.OBIE.Resource.ConsentMismatch",
             "permission_missing",
             format!(
                 "consent {} does not grant {missing}, which {} needs",
-                grant.consent_id, grant.matched.route.template
+                grant.consent_id(),
+                grant.matched.route.template
             ),
         )));
     }
@@ -201,7 +209,7 @@ async fn decide(
                 "account_not_consented",
                 format!(
                     "account {account} is not covered by consent {}",
-                    grant.consent_id
+                    grant.consent_id()
                 ),
             )));
         }
@@ -281,5 +289,72 @@ where
                 .into_response()),
             }
         })
+    }
+}
+
+/// A grant for unit tests: client `cl_1`, consent `aac-1`, customer `cus_1`, account `a1`,
+/// transactions from 2026-01-01 to 2026-06-30, on `path`'s route.
+#[cfg(test)]
+pub(crate) fn test_grant(path: &str, permissions: &[&str]) -> Grant {
+    Grant {
+        claims: std::sync::Arc::new(crate::oauth::jwt::AccessClaims {
+            iss: "https://obgate.example".into(),
+            sub: "cus_1".into(),
+            aud: "https://obgate.example".into(),
+            exp: 0,
+            iat: 0,
+            nbf: 0,
+            jti: "jti".into(),
+            client_id: "cl_1".into(),
+            scope: "accounts".into(),
+            consent_id: Some("aac-1".into()),
+        }),
+        account_ids: "a1".into(),
+        permissions: permissions.join(" ").into(),
+        from: crate::consent::parse_date_time("2026-01-01T00:00:00+00:00"),
+        to: crate::consent::parse_date_time("2026-06-30T23:59:59+00:00"),
+        matched: route_map::lookup(path).expect("a known route"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::permissions::PERMISSIONS;
+    use crate::gateway::route_map::{permits, ROUTES};
+    use proptest::prelude::*;
+
+    fn grant(permissions: &[&str]) -> Grant {
+        test_grant("/open-banking/v3.1/aisp/accounts", permissions)
+    }
+
+    #[test]
+    fn the_grant_names_the_tokens_client_consent_and_customer() {
+        let g = grant(&["ReadAccountsBasic"]);
+        assert_eq!(
+            (g.client_id(), g.consent_id(), g.customer_id()),
+            ("cl_1", "aac-1", "cus_1")
+        );
+    }
+
+    proptest! {
+        /// The gateway asks the grant itself (`permits_by` with `Grant::has`) what the
+        /// permission rules answer for its list, on every route.
+        #[test]
+        fn a_grant_permits_what_its_permission_list_permits(
+            granted in proptest::sample::subsequence(
+                PERMISSIONS.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+                0..=PERMISSIONS.len(),
+            )
+        ) {
+            let g = grant(&granted);
+            for r in ROUTES.iter() {
+                prop_assert_eq!(
+                    route_map::permits_by(|code| g.has(code), r.need),
+                    permits(&granted, r.need),
+                    "{}", r.template
+                );
+            }
+        }
     }
 }

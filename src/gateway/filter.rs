@@ -525,20 +525,10 @@ fn plain_parts(s: &str) -> Option<(&str, Option<&str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::route_map::lookup;
     use serde_json::json;
 
     fn grant(path: &str, permissions: &[&str]) -> Grant {
-        Grant {
-            client_id: "cl".into(),
-            consent_id: "aac".into(),
-            customer_id: "cus".into(),
-            account_ids: "a1".into(),
-            permissions: permissions.join(" ").into(),
-            from: parse_date_time("2026-01-01T00:00:00+00:00"),
-            to: parse_date_time("2026-06-30T23:59:59+00:00"),
-            matched: lookup(path).unwrap(),
-        }
+        crate::gateway::authorize::test_grant(path, permissions)
     }
 
     #[test]

@@ -37,7 +37,7 @@
 //! tokio::spawn(obgate::gateway::access_log::write(state.clone(), stopped));
 //! // The bank's own handler sees only requests whose consent allows them.
 //! let accounts = get(|grant: axum::Extension<Grant>| async move {
-//!     format!("accounts of {} allowed: {:?}", grant.customer_id, grant.account_ids)
+//!     format!("accounts of {} allowed: {:?}", grant.customer_id(), grant.account_ids)
 //! });
 //! let bank: Router = Router::new()
 //!     .route("/open-banking/v3.1/aisp/accounts", accounts)

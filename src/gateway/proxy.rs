@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::BodyExt;
@@ -300,9 +300,9 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
             headers.insert(name.clone(), v);
         }
     };
-    add(&mut headers, &CUSTOMER_ID, &grant.customer_id);
-    add(&mut headers, &CONSENT_ID, &grant.consent_id);
-    add(&mut headers, &CLIENT_ID, &grant.client_id);
+    add(&mut headers, &CUSTOMER_ID, grant.customer_id());
+    add(&mut headers, &CONSENT_ID, grant.consent_id());
+    add(&mut headers, &CLIENT_ID, grant.client_id());
     add(&mut headers, &INTERACTION_ID, interaction);
     let proto = match state.config.public_url.scheme() {
         // The usual two without a copy per request.
@@ -368,7 +368,8 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
         res.headers_mut().insert(header::CONTENT_TYPE, content_type);
         return res;
     }
-    let bytes = match http_body_util::Limited::new(upstream.into_body(), proxy.max_body)
+    let (upstream, body) = upstream.into_parts();
+    let bytes = match http_body_util::Limited::new(body, proxy.max_body)
         .collect()
         .await
     {
@@ -385,10 +386,15 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
         tracing::warn!("upstream answered malformed JSON");
         return ApiError::BadGateway.into_response();
     };
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    // The answer reuses the upstream answer's header map, emptied (none of the bank's headers
+    // reach the TPP), so it allocates no map of its own: two allocations a gateway read.
+    let mut headers = upstream.headers;
+    headers.clear();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut res = Response::new(axum::body::Body::from(body));
+    *res.headers_mut() = headers;
+    res
 }

@@ -272,18 +272,24 @@ fn find(path: &str) -> Option<(usize, &str)> {
 
 /// Whether `granted` permissions satisfy `need`; the missing permission when not.
 pub fn permits(granted: &[&str], need: Need) -> Result<(), String> {
+    permits_by(|code| grants(granted, code), need)
+}
+
+/// [`permits`] asked of a permission test instead of a list: the gateway asks a
+/// [`super::Grant`] directly on every request, without collecting its codes first.
+/// `has(code)` must answer as [`grants`] does (a Detail permission includes its Basic one).
+pub fn permits_by(has: impl Fn(&str) -> bool, need: Need) -> Result<(), String> {
     match need {
         Need::Any(options) => {
-            if options.iter().any(|p| grants(granted, p)) {
+            if options.iter().any(|p| has(p)) {
                 Ok(())
             } else {
                 Err(options.join(" or "))
             }
         }
         Need::Transactions => {
-            let list = grants(granted, "ReadTransactionsBasic");
-            let direction = granted.contains(&"ReadTransactionsCredits")
-                || granted.contains(&"ReadTransactionsDebits");
+            let list = has("ReadTransactionsBasic");
+            let direction = has("ReadTransactionsCredits") || has("ReadTransactionsDebits");
             if list && direction {
                 Ok(())
             } else {

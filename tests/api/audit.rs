@@ -353,15 +353,15 @@ async fn a_batch_that_breaks_a_constraint_writes_none_of_its_rows_and_appending_
 }
 
 fn decision(i: i64, allowed: bool) -> GatewayDecision {
-    GatewayDecision {
-        at: Timestamp::from_millis(1_000 * i),
-        client_id: Some(format!("cl_{}", i % 2)),
-        consent_id: Some(format!("aac_{}", i % 3)),
+    GatewayDecision::new(
+        Timestamp::from_millis(1_000 * i),
+        Some(&format!("cl_{}", i % 2)),
+        Some(&format!("aac_{}", i % 3)),
         allowed,
-        reason: if allowed { "ok" } else { "consent_revoked" },
-        path: "/open-banking/v3.1/aisp/accounts".into(),
-        interaction_id: Some(format!("ia-{i}")),
-    }
+        if allowed { "ok" } else { "consent_revoked" },
+        "/open-banking/v3.1/aisp/accounts",
+        Some(&format!("ia-{i}")),
+    )
 }
 
 /// Three batches of decisions (3, 1 and 4 of them) between ordinary audit rows.
