@@ -39,7 +39,7 @@ pub struct GatewayDecision {
     /// The four texts, one after another.
     text: String,
     /// Where each text ends in `text`, and `None` for an absent optional one.
-    ends: [Option<u32>; 4],
+    ends: [Option<usize>; 4],
 }
 
 impl GatewayDecision {
@@ -58,9 +58,9 @@ impl GatewayDecision {
         let parts = [client_id, consent_id, Some(path), interaction_id];
         let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
         let ends = parts.map(|p| {
-            p.and_then(|p| {
+            p.map(|p| {
                 text.push_str(p);
-                u32::try_from(text.len()).ok()
+                text.len()
             })
         });
         Self {
@@ -74,12 +74,8 @@ impl GatewayDecision {
 
     /// Text `i` (in the order [`GatewayDecision::new`] takes them), `None` when absent.
     fn part(&self, i: usize) -> Option<&str> {
-        let end = usize::try_from(self.ends[i]?).ok()?;
-        let start = self.ends[..i]
-            .iter()
-            .rev()
-            .find_map(|e| *e)
-            .map_or(0, |e| e as usize);
+        let end = self.ends[i]?;
+        let start = self.ends[..i].iter().rev().find_map(|e| *e).unwrap_or(0);
         self.text.get(start..end)
     }
 

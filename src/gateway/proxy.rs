@@ -394,7 +394,7 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let mut res = Response::new(axum::body::Body::from(body));
+    let mut res = Response::new(Body::from(body));
     *res.headers_mut() = headers;
     res
 }
