@@ -336,6 +336,28 @@ async fn main() {
         let _ = tokio::signal::ctrl_c().await;
         return;
     }
+    // The same gateway load on a second node with its workers pinned to CPUs
+    // (`runtime.pin_workers`, off by default; see `obgate::runtime`), seeded alike.
+    let pinned = want("gateway").then(|| {
+        let env = [env[0], env[1], ("OBGATE_RUNTIME_PIN_WORKERS", "true")];
+        Node::start(&env)
+    });
+    let pinned_read = match &pinned {
+        Some(n) => {
+            let api = Api {
+                http: reqwest::Client::new(),
+                base: n.base.clone(),
+                admin: n.admin_key(&env),
+            };
+            let s = api.seed(upstream_accounts).await;
+            let token = api.token(&s, Some(&Api::details(&s.consent))).await;
+            Some((
+                format!("{}/open-banking/v3.1/aisp/accounts", n.base),
+                format!("Authorization: Bearer {token}"),
+            ))
+        }
+        None => None,
+    };
     println!("obgate seeded; measuring obgate and the peers, {rounds} rounds");
 
     // Compared loads run in rounds, one of each per round, and each reports its median
@@ -360,6 +382,9 @@ async fn main() {
         loads.push(("haproxy", Box::new(|| wrk(haproxy_url, &[&haproxy_auth]))));
         loads.push(("ceiling", Box::new(|| wrk(&ceiling_url, &[]))));
         loads.push(("gateway", Box::new(|| wrk(&accounts, &[&auth]))));
+    }
+    if let Some((url, auth)) = &pinned_read {
+        loads.push(("pinned", Box::new(move || wrk(url, &[auth]))));
     }
     if want("token") || want("attack") {
         loads.push((
@@ -390,10 +415,12 @@ async fn main() {
     let haproxy = median("haproxy").unwrap_or_default();
     let ceiling = median("ceiling");
     let gateway = median("gateway");
+    let pinned_gateway = median("pinned");
     let oidc = median("oidc").unwrap_or_default();
     let issue = median("tokens");
     drop(loads);
-    println!("medians: gateway {gateway:?}, nginx {nginx:?}, haproxy {haproxy:?}, ceiling {ceiling:?}, tokens {issue:?}, oidc-provider {oidc:?}");
+    drop(pinned);
+    println!("medians: gateway {gateway:?}, pinned {pinned_gateway:?}, nginx {nginx:?}, haproxy {haproxy:?}, ceiling {ceiling:?}, tokens {issue:?}, oidc-provider {oidc:?}");
 
     // argon2 isolation: 64 connections of wrong secrets (full argon2 each) in the background
     // while /healthz and valid (cached-secret) token requests are measured.
@@ -492,6 +519,26 @@ async fn main() {
             "≥ 3× throughput",
             gateway.rps >= 3.0 * haproxy.rps,
         );
+        if let Some(p) = pinned_gateway {
+            row(
+                &mut md,
+                "the same on a node with `runtime.pin_workers = true`, vs nginx plain proxy",
+                fmt(p),
+                fmt(nginx),
+                ratio(p.rps, nginx.rps),
+                "≥ 0.8× throughput, p99 ≤ 2×, zero non-2xx",
+                p.rps >= 0.8 * nginx.rps && p.p99 <= 2.0 * nginx.p99 && p.bad == 0,
+            );
+            row(
+                &mut md,
+                "the pinned node vs HAProxy verifying ES256",
+                fmt(p),
+                fmt(haproxy),
+                ratio(p.rps, haproxy.rps),
+                "≥ 3× throughput",
+                p.rps >= 3.0 * haproxy.rps,
+            );
+        }
         if let Some(c) = ceiling {
             md.push_str(&format!(
                 "| (the stack's ceiling) hyper pass-through proxy, no checks | {} | nginx; HAProxy | {}; {} | — (obgate's gateway cannot pass it) | — |\n",

@@ -177,17 +177,22 @@ impl From<store::StoreError> for Failure {
 /// Parses the command line and runs it; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The configuration comes first: it says how the runtime is built (`runtime.pin_workers`).
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", e.to_string().trim_end());
+            return ExitCode::from(2);
+        }
+    };
+    let (runtime, pinning) = match crate::runtime::build(config.pin_workers) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, config, pinning)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(msg)) => {
             eprintln!("{}", msg.trim_end());
@@ -200,9 +205,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
-    let config = Config::load(cli.config.as_deref(), std::env::vars())
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+async fn run(
+    cli: Cli,
+    config: Config,
+    pinning: Option<Arc<crate::runtime::Pinning>>,
+) -> Result<(), Failure> {
     crate::telemetry::init(config.log_format, &config.log_level);
     for w in &config.warnings {
         tracing::warn!("{w}");
@@ -212,7 +219,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             print!("{}", config.render_masked());
             Ok(())
         }
-        Command::Serve => serve(config).await,
+        Command::Serve => serve(config, pinning).await,
         Command::Migrate => {
             let store = store::connect(&config).await?;
             store.migrate().await?;
@@ -458,7 +465,10 @@ async fn admin_key(cmd: AdminKeyCommand, store: &dyn Store) -> Result<(), Failur
     }
 }
 
-async fn serve(config: Config) -> Result<(), Failure> {
+async fn serve(
+    config: Config,
+    pinning: Option<Arc<crate::runtime::Pinning>>,
+) -> Result<(), Failure> {
     let listen = config.listen;
     let mode = config.mode;
     let backend = config.database_url.masked();
@@ -488,6 +498,10 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
+    if let Some(p) = pinning {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        tracing::info!("{}", p.describe(workers));
+    }
     tracing::info!(
         %listen,
         %mode,

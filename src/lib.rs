@@ -26,6 +26,7 @@
 //! | [`demo`] | the sandbox demo TPP, customers and walkthrough created at the first start |
 //! | [`health`], [`metrics`], [`docs`], [`telemetry`] | probes, Prometheus, the OpenAPI contract, logging |
 //! | [`cli`] | the `obgate` command line (`main.rs` only calls it) |
+//! | [`runtime`] | the async runtime `serve` runs on, and optional pinning of its workers to CPUs |
 //!
 //! # Request flow
 //!
@@ -60,6 +61,7 @@ pub mod metrics;
 pub mod monitoring;
 pub mod oauth;
 pub mod pages;
+pub mod runtime;
 pub mod sandbox_bank;
 pub mod state;
 pub mod store;

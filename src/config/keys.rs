@@ -60,6 +60,13 @@ pub const KEYS: &[KeySpec] = &[
         help: "apply pending migrations when `serve` starts; when false, /readyz stays 503 until `obgate migrate`",
     },
     KeySpec {
+        toml: "runtime.pin_workers",
+        env: "OBGATE_RUNTIME_PIN_WORKERS",
+        default: Some("false"),
+        secret: false,
+        help: "pin each async worker thread to its own CPU (Linux); for hosts where obgate has its cores to itself",
+    },
+    KeySpec {
         toml: "log.format",
         env: "OBGATE_LOG_FORMAT",
         default: Some("auto"),

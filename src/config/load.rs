@@ -285,6 +285,7 @@ pub(super) fn load(
             _ => Err(format!("\"{v}\" is not a number from 1 to 1000")),
         });
     let migrate_on_start = layers.parse("database.migrate_on_start", parse_bool);
+    let pin_workers = layers.parse("runtime.pin_workers", parse_bool);
     let log_format = layers.parse("log.format", |v| match v {
         "auto" => Ok(LogFormat::Auto),
         "pretty" => Ok(LogFormat::Pretty),
@@ -629,6 +630,7 @@ pub(super) fn load(
             database_url: database_url?,
             database_max_connections: database_max_connections?,
             migrate_on_start: migrate_on_start?,
+            pin_workers: pin_workers?,
             log_format: log_format?,
             log_level: log_level?,
             http: HttpConfig {

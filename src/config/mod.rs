@@ -412,6 +412,9 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Apply pending migrations when `serve` starts.
     pub migrate_on_start: bool,
+    /// Pin each async worker thread to its own CPU ([`crate::runtime`]): off by default,
+    /// because a pinned worker cannot move off a core that another process keeps busy.
+    pub pin_workers: bool,
     /// Log line format.
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info,obgate=debug`.

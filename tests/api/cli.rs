@@ -490,3 +490,119 @@ async fn client_commands_register_rotate_and_disable() {
         1
     );
 }
+
+/// `runtime.pin_workers`: the start-up log names each worker's CPU, the node serves, and each
+/// worker thread of the running process is allowed exactly one CPU (read from `/proc`, as an
+/// operator would check it); a value that is not a boolean stops the start with exit 2.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn serve_with_pinned_workers_pins_each_worker_to_one_cpu() {
+    let db = TestDb::new().await;
+    let (code, _, stderr) = run(obgate(&db)
+        .env("OBGATE_RUNTIME_PIN_WORKERS", "maybe")
+        .arg("serve"));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("OBGATE_RUNTIME_PIN_WORKERS: \"maybe\" is not a boolean"),
+        "{stderr}"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = obgate(&db)
+        .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OBGATE_RUNTIME_PIN_WORKERS", "true")
+        .env("TOKIO_WORKER_THREADS", "2")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut pinned_line, mut listening) = (None, false);
+    while !listening && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if line.contains("async workers pinned to CPUs") {
+                pinned_line = Some(line.clone());
+            }
+            listening |= line.contains("obgate listening");
+        }
+    }
+    assert!(listening, "obgate did not start");
+    let pinned_line = pinned_line.expect("the pinning is logged before listening");
+    assert!(pinned_line.contains("of 2 async workers"), "{pinned_line}");
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Each runtime thread's allowed CPUs as the kernel reports them (tokio names its workers
+    // and its blocking threads alike; threads that libraries start are left out).
+    let allowed = |pid: u32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+            .filter(|s| s.lines().any(|l| l == "Name:\ttokio-rt-worker"))
+            .filter_map(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .map(|v| v.trim().to_owned())
+            })
+            .collect()
+    };
+    let process_cpus = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    // A worker is pinned when it first goes idle, which an idle node's workers soon are.
+    let single = |lists: &[String]| -> Vec<String> {
+        let mut one: Vec<String> = lists
+            .iter()
+            .filter(|l| l.parse::<usize>().is_ok())
+            .cloned()
+            .collect();
+        one.sort();
+        one
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut lists = allowed(child.id());
+    while single(&lists).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        lists = allowed(child.id());
+    }
+    if process_cpus.parse::<usize>().is_err() {
+        // Two or more CPUs: the two workers on one CPU each, different ones; every other
+        // runtime thread on the whole set.
+        let one = single(&lists);
+        assert_eq!(
+            one.len(),
+            2,
+            "exactly the two workers are pinned: {lists:?}"
+        );
+        assert_ne!(one[0], one[1], "each on its own CPU: {lists:?}");
+        assert!(
+            lists
+                .iter()
+                .all(|l| l.parse::<usize>().is_ok() || *l == process_cpus),
+            "{lists:?}"
+        );
+    } else {
+        // One CPU: every thread runs on it alone, pinned or not.
+        assert!(lists.iter().all(|l| *l == process_cpus), "{lists:?}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
