@@ -316,29 +316,9 @@ async fn main() {
     let token = api.token(&s, Some(&Api::details(&s.consent))).await;
     let accounts = format!("{}/open-banking/v3.1/aisp/accounts", node.base);
     let auth = format!("Authorization: Bearer {token}");
-    if want("hold") {
-        let ceiling = ceiling::start("http://127.0.0.1:18081");
-        println!(
-            "obgate seeded and held (pid {}) until Ctrl-C; its log: {}/obgate.log\n\
-             gateway: {} wrk {accounts} '{auth}'\n\
-             tokens:  {} wrk-token {}/oauth2/token {} {}\n\
-             ceiling (this process, pid {}): {} wrk http://{ceiling}/open-banking/v3.1/aisp/accounts",
-            node.child.id(),
-            node.path().display(),
-            peers_script().display(),
-            peers_script().display(),
-            node.base,
-            s.client_id,
-            s.secret,
-            std::process::id(),
-            peers_script().display(),
-        );
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    }
     // The same gateway load on a second node with its workers pinned to CPUs
     // (`runtime.pin_workers`, off by default; see `obgate::runtime`), seeded alike.
-    let pinned = want("gateway").then(|| {
+    let pinned = (want("gateway") || want("hold")).then(|| {
         let env = [env[0], env[1], ("OBGATE_RUNTIME_PIN_WORKERS", "true")];
         Node::start(&env)
     });
@@ -358,6 +338,31 @@ async fn main() {
         }
         None => None,
     };
+    if want("hold") {
+        let ceiling = ceiling::start("http://127.0.0.1:18081");
+        println!(
+            "obgate seeded and held (pid {}) until Ctrl-C; its log: {}/obgate.log\n\
+             gateway: {} wrk {accounts} '{auth}'\n\
+             tokens:  {} wrk-token {}/oauth2/token {} {}\n\
+             ceiling (this process, pid {}): {} wrk http://{ceiling}/open-banking/v3.1/aisp/accounts\n\
+             pinned (pid {}): {} wrk {} '{}'",
+            node.child.id(),
+            node.path().display(),
+            peers_script().display(),
+            peers_script().display(),
+            node.base,
+            s.client_id,
+            s.secret,
+            std::process::id(),
+            peers_script().display(),
+            pinned.as_ref().map_or(0, |n| n.child.id()),
+            peers_script().display(),
+            pinned_read.as_ref().map_or("", |r| r.0.as_str()),
+            pinned_read.as_ref().map_or("", |r| r.1.as_str()),
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    }
     println!("obgate seeded; measuring obgate and the peers, {rounds} rounds");
 
     // Compared loads run in rounds, one of each per round, and each reports its median

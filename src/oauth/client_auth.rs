@@ -14,6 +14,13 @@
 //! is lost by keeping a pair while it is used: argon2 would answer the same for as long as
 //! the stored hash is unchanged. The cache key includes the stored hash.
 //!
+//! A pair that went idle past the TTL is checked again, once: the requests that present it
+//! while that check runs wait for its answer instead of each queueing its own argon2. A TPP
+//! that comes back after a pause with 16 requests in flight otherwise paid 16 argon2 in a row
+//! on the one argon2 permit of a 2-core node, its last request waiting about 390 ms
+//! (BENCHMARKS.md, fourteenth pass). Only pairs that verified before share a check: wrong
+//! secrets never enter the cache, so each one still costs its own argon2.
+//!
 //! The client's row (its hashes, disabled flag, method and scopes) comes from the decision
 //! caches ([`crate::gateway::cache::DecisionCache::client`]), which every update, disable and
 //! rotation clears on this node as it commits and on the others by `NOTIFY`, so such a change
@@ -25,12 +32,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 
 use crate::audit::{ActorType, AuditEvent, Outcome};
 use crate::clock::Timestamp;
@@ -46,6 +54,18 @@ const CACHE_MAX: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct SecretCache {
     entries: Mutex<HashMap<[u8; 32], Timestamp>>,
+    /// The check of an idle pair running now, shared by everyone presenting that pair.
+    rechecks: Mutex<HashMap<[u8; 32], Arc<OnceCell<bool>>>>,
+}
+
+/// What the cache knows of a pair.
+enum Lookup {
+    /// Verified and used within the TTL: no argon2.
+    Hit,
+    /// Verified before, idle past the TTL: argon2 once, shared through the cell.
+    Recheck(Arc<OnceCell<bool>>),
+    /// Never verified (or forgotten): argon2.
+    Miss,
 }
 
 fn cache_key(client_id: &str, secret: &str, phc: &str) -> [u8; 32] {
@@ -60,16 +80,52 @@ fn cache_key(client_id: &str, secret: &str, phc: &str) -> [u8; 32] {
 
 impl SecretCache {
     /// Whether the pair is cached (then kept for `ttl` from `now`).
+    #[cfg(test)]
     fn hit(&self, key: &[u8; 32], now: Timestamp, ttl: std::time::Duration) -> bool {
+        matches!(self.lookup(key, now, ttl), Lookup::Hit)
+    }
+
+    /// Looks the pair up; a hit is kept for `ttl` from `now`, and an idle pair gets the
+    /// check everyone presenting it shares.
+    fn lookup(&self, key: &[u8; 32], now: Timestamp, ttl: std::time::Duration) -> Lookup {
         let Ok(mut m) = self.entries.lock() else {
-            return false;
+            return Lookup::Miss;
         };
         match m.get_mut(key) {
             Some(exp) if *exp > now => {
                 *exp = now.plus(ttl);
-                true
+                Lookup::Hit
             }
-            _ => false,
+            Some(_) => match self.rechecks.lock() {
+                Ok(mut r) => Lookup::Recheck(r.entry(*key).or_default().clone()),
+                Err(_) => Lookup::Miss,
+            },
+            None => Lookup::Miss,
+        }
+    }
+
+    /// Records the answer of a shared check: a pair that verified again is kept for `ttl`,
+    /// one that did not is forgotten; the check is retired either way, so the next idle
+    /// period starts a new one.
+    fn rechecked(
+        &self,
+        key: [u8; 32],
+        check: &Arc<OnceCell<bool>>,
+        verified: bool,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) {
+        if let Ok(mut m) = self.entries.lock() {
+            if verified {
+                m.insert(key, now.plus(ttl));
+            } else {
+                m.remove(&key);
+            }
+        }
+        if let Ok(mut r) = self.rechecks.lock() {
+            if r.get(&key).is_some_and(|c| Arc::ptr_eq(c, check)) {
+                r.remove(&key);
+            }
         }
     }
 
@@ -79,6 +135,10 @@ impl SecretCache {
                 m.retain(|_, exp| *exp > now);
                 if m.len() >= CACHE_MAX {
                     m.clear();
+                }
+                // A forgotten pair's check (left by callers that all went away) goes too.
+                if let Ok(mut r) = self.rechecks.lock() {
+                    r.retain(|k, _| m.contains_key(k));
                 }
             }
             m.insert(key, expires);
@@ -359,8 +419,21 @@ async fn secret_matches(
     let ttl = state.config.oauth.secret_cache_ttl;
     for phc in candidates {
         let key = cache_key(&client.client_id, secret, phc);
-        if state.secret_cache.hit(&key, now, ttl) {
-            return true;
+        match state.secret_cache.lookup(&key, now, ttl) {
+            Lookup::Hit => return true,
+            Lookup::Recheck(check) => {
+                let verified = *check
+                    .get_or_init(|| state.hasher.verify(secret, Some(phc)))
+                    .await;
+                state
+                    .secret_cache
+                    .rechecked(key, &check, verified, now, ttl);
+                if verified {
+                    return true;
+                }
+                continue;
+            }
+            Lookup::Miss => {}
         }
         if state.hasher.verify(secret, Some(phc)).await {
             if !ttl.is_zero() {
