@@ -8,11 +8,11 @@
 //! process was started with, in turn (more workers than CPUs share them round-robin). On the
 //! benchmark's shared 2-core machine the kernel often left both workers runnable on one core,
 //! each preempting the other for milliseconds while the load generator and the bank's API
-//! shared the other core; pinned, the gateway's p99 fell from 3.0–4.2 ms to 1.7–2.1 ms at the
-//! same throughput (BENCHMARKS.md, fourteenth pass). It is off by default because a pinned
-//! worker cannot move away from a core another process keeps busy: turn it on where obgate
-//! has its cores to itself (a dedicated VM, a cpuset, Kubernetes' static CPU manager), not on
-//! a host whose CPU set it shares under a quota.
+//! shared the other core; pinned, the gateway's p99 fell from 2.5–4.2 ms to 1.8–2.4 ms at
+//! about the same throughput, on two machines (BENCHMARKS.md, fourteenth pass). It is off by
+//! default because a pinned worker cannot move away from a core another process keeps busy:
+//! turn it on where obgate has its cores to itself (a dedicated VM, a cpuset, Kubernetes'
+//! static CPU manager), not on a host whose CPU set it shares under a quota.
 //!
 //! A worker is pinned the first time it parks (tokio's `on_thread_park` runs on worker threads
 //! only), before it has run a task. Every other runtime thread (the blocking pool) is set back
