@@ -491,6 +491,17 @@ async fn client_commands_register_rotate_and_disable() {
     );
 }
 
+/// A started `obgate serve`, killed however the test ends, so a failed assertion leaves no
+/// server behind.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `runtime.pin_workers`: the start-up log names each worker's CPU, the node serves, and each
 /// worker thread of the running process is allowed exactly one CPU (read from `/proc`, as an
 /// operator would check it); a value that is not a boolean stops the start with exit 2.
@@ -512,16 +523,18 @@ async fn serve_with_pinned_workers_pins_each_worker_to_one_cpu() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = obgate(&db)
-        .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("OBGATE_RUNTIME_PIN_WORKERS", "true")
-        .env("TOKIO_WORKER_THREADS", "2")
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut child = Running(
+        obgate(&db)
+            .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("OBGATE_RUNTIME_PIN_WORKERS", "true")
+            .env("TOKIO_WORKER_THREADS", "2")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -560,7 +573,7 @@ async fn serve_with_pinned_workers_pins_each_worker_to_one_cpu() {
             })
             .collect()
     };
-    let process_cpus = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+    let process_cpus = std::fs::read_to_string(format!("/proc/{}/status", child.0.id()))
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
@@ -578,10 +591,10 @@ async fn serve_with_pinned_workers_pins_each_worker_to_one_cpu() {
         one
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut lists = allowed(child.id());
+    let mut lists = allowed(child.0.id());
     while single(&lists).len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
-        lists = allowed(child.id());
+        lists = allowed(child.0.id());
     }
     if process_cpus.parse::<usize>().is_err() {
         // Two or more CPUs: the two workers on one CPU each, different ones; every other
@@ -603,6 +616,4 @@ async fn serve_with_pinned_workers_pins_each_worker_to_one_cpu() {
         // One CPU: every thread runs on it alone, pinned or not.
         assert!(lists.iter().all(|l| *l == process_cpus), "{lists:?}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
