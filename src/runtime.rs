@@ -52,6 +52,14 @@ fn pin(builder: &mut tokio::runtime::Builder, pinning: &Arc<Pinning>) {
         });
 }
 
+/// The CPUs a CPU set holds, in order.
+#[cfg(target_os = "linux")]
+fn cpus_of(set: &nix::sched::CpuSet) -> Vec<usize> {
+    (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect()
+}
+
 thread_local! {
     /// Whether this worker thread has been pinned (or tried to be).
     static PINNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -73,12 +81,10 @@ pub struct Pinning {
 impl Pinning {
     #[cfg(target_os = "linux")]
     fn new() -> std::io::Result<Self> {
-        use nix::sched::{sched_getaffinity, CpuSet};
+        use nix::sched::sched_getaffinity;
         use nix::unistd::Pid;
         let original = sched_getaffinity(Pid::from_raw(0)).map_err(std::io::Error::from)?;
-        let cpus: Vec<usize> = (0..CpuSet::count())
-            .filter(|&c| original.is_set(c).unwrap_or(false))
-            .collect();
+        let cpus = cpus_of(&original);
         if cpus.is_empty() {
             return Err(std::io::Error::other(
                 "runtime.pin_workers: the process may run on no CPU",
@@ -180,7 +186,8 @@ impl Pinning {
     }
 
     /// What each pinned worker came to, in pinning order.
-    pub fn outcomes(&self) -> Vec<Result<usize, String>> {
+    #[cfg(test)]
+    fn outcomes(&self) -> Vec<Result<usize, String>> {
         self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
     }
 }
@@ -188,14 +195,8 @@ impl Pinning {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use nix::sched::{sched_getaffinity, CpuSet};
+    use nix::sched::sched_getaffinity;
     use nix::unistd::Pid;
-
-    fn cpus_of(set: &CpuSet) -> Vec<usize> {
-        (0..CpuSet::count())
-            .filter(|&c| set.is_set(c).unwrap_or(false))
-            .collect()
-    }
 
     /// Each worker runs on its own CPU (in turn, when there are more workers than CPUs), and a
     /// blocking thread started by a worker runs on the whole set again.

@@ -200,6 +200,19 @@ async fn migrate_then_audit_verify_and_tamper_detection_from_the_cli() {
     assert!(stderr.contains("row seq 1 was altered"), "{stderr}");
 }
 
+/// The lines a started server writes to stderr, as they come (read on a thread of their own,
+/// so a test can wait for one with a deadline).
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 #[tokio::test]
 async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
     // Run in an empty directory with no configuration at all, except a free port.
@@ -218,13 +231,7 @@ async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut key = None;
     let mut listening = false;
@@ -534,13 +541,7 @@ async fn serve_with_pinned_workers_pins_each_worker_to_one_cpu() {
             .spawn()
             .unwrap(),
     );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child.0);
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut pinned_line, mut listening) = (None, false);
     while !listening && Instant::now() < deadline {
