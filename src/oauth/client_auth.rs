@@ -14,12 +14,17 @@
 //! is lost by keeping a pair while it is used: argon2 would answer the same for as long as
 //! the stored hash is unchanged. The cache key includes the stored hash.
 //!
-//! A pair that went idle past the TTL is checked again, once: the requests that present it
-//! while that check runs wait for its answer instead of each queueing its own argon2. A TPP
-//! that comes back after a pause with 16 requests in flight otherwise paid 16 argon2 in a row
-//! on the one argon2 permit of a 2-core node, its last request waiting about 390 ms
-//! (BENCHMARKS.md, fourteenth pass). Only pairs that verified before share a check: wrong
-//! secrets never enter the cache, so each one still costs its own argon2.
+//! A pair that is not in the cache (never verified here, or idle past the TTL) is checked
+//! once for all the requests that present it meanwhile: they wait for that check instead of
+//! each queueing its own argon2. A TPP that comes back after a pause, or meets a node that
+//! has just started, with 16 requests in flight otherwise paid 16 argon2 in a row on the one
+//! argon2 permit of a 2-core node, its last request waiting about 390 ms (BENCHMARKS.md,
+//! fourteenth and fifteenth passes). Only a success is shared: a request that waited on a
+//! check that failed runs its own argon2, so every wrong secret still costs a full argon2
+//! (an attacker's guesses are not cheaper, and the `/healthz`-under-attack row measures the
+//! same thing). An unknown client id and a client without a secret go through the same
+//! shared check, which then always fails, so timing under concurrency does not tell which
+//! ids exist either.
 //!
 //! The client's row (its hashes, disabled flag, method and scopes) comes from the decision
 //! caches ([`crate::gateway::cache::DecisionCache::client`]), which every update, disable and
@@ -50,22 +55,14 @@ use crate::store::ClientRow;
 /// Most cache entries kept; past it, expired entries are dropped (then all, if need be).
 const CACHE_MAX: usize = 10_000;
 
-/// Verified-secret cache.
+/// Verified-secret cache, and the checks running now.
 #[derive(Debug, Default)]
 pub struct SecretCache {
     entries: Mutex<HashMap<[u8; 32], Timestamp>>,
-    /// The check of an idle pair running now, shared by everyone presenting that pair.
-    rechecks: Mutex<HashMap<[u8; 32], Arc<OnceCell<bool>>>>,
-}
-
-/// What the cache knows of a pair.
-enum Lookup {
-    /// Verified and used within the TTL: no argon2.
-    Hit,
-    /// Verified before, idle past the TTL: argon2 once, shared through the cell.
-    Recheck(Arc<OnceCell<bool>>),
-    /// Never verified (or forgotten): argon2.
-    Miss,
+    /// The check of a pair running now, shared by everyone presenting that pair. An entry
+    /// lives while someone waits on it (see [`Waiter`]), so the map holds at most one entry
+    /// per request in flight.
+    checks: Mutex<HashMap<[u8; 32], Arc<OnceCell<bool>>>>,
 }
 
 fn cache_key(client_id: &str, secret: &str, phc: &str) -> [u8; 32] {
@@ -79,69 +76,96 @@ fn cache_key(client_id: &str, secret: &str, phc: &str) -> [u8; 32] {
 }
 
 impl SecretCache {
-    /// Whether the pair is cached (then kept for `ttl` from `now`).
-    #[cfg(test)]
+    /// Whether the pair was verified and used within `ttl`; a hit is kept for `ttl` from
+    /// `now`.
     fn hit(&self, key: &[u8; 32], now: Timestamp, ttl: std::time::Duration) -> bool {
-        matches!(self.lookup(key, now, ttl), Lookup::Hit)
-    }
-
-    /// Looks the pair up; a hit is kept for `ttl` from `now`, and an idle pair gets the
-    /// check everyone presenting it shares.
-    fn lookup(&self, key: &[u8; 32], now: Timestamp, ttl: std::time::Duration) -> Lookup {
         let Ok(mut m) = self.entries.lock() else {
-            return Lookup::Miss;
+            return false;
         };
         match m.get_mut(key) {
             Some(exp) if *exp > now => {
                 *exp = now.plus(ttl);
-                Lookup::Hit
+                true
             }
-            Some(_) => match self.rechecks.lock() {
-                Ok(mut r) => Lookup::Recheck(r.entry(*key).or_default().clone()),
-                Err(_) => Lookup::Miss,
-            },
-            None => Lookup::Miss,
+            _ => false,
         }
     }
 
-    /// Records the answer of a shared check: a pair that verified again is kept for `ttl`,
-    /// one that did not is forgotten; the check is retired either way, so the next idle
-    /// period starts a new one.
-    fn rechecked(
-        &self,
-        key: [u8; 32],
-        check: &Arc<OnceCell<bool>>,
-        verified: bool,
-        now: Timestamp,
-        ttl: std::time::Duration,
-    ) {
-        if let Ok(mut m) = self.entries.lock() {
-            if verified {
-                m.insert(key, now.plus(ttl));
-            } else {
-                m.remove(&key);
-            }
-        }
-        if let Ok(mut r) = self.rechecks.lock() {
-            if r.get(&key).is_some_and(|c| Arc::ptr_eq(c, check)) {
-                r.remove(&key);
-            }
+    /// Joins the check of the pair running now, or starts the one the next presenters join.
+    fn join(&self, key: [u8; 32]) -> Waiter<'_> {
+        let cell = match self.checks.lock() {
+            Ok(mut c) => c.entry(key).or_default().clone(),
+            // A poisoned map: a check of one's own, shared with nobody.
+            Err(_) => Arc::default(),
+        };
+        Waiter {
+            cache: self,
+            key,
+            cell,
         }
     }
 
-    fn insert(&self, key: [u8; 32], expires: Timestamp, now: Timestamp) {
-        if let Ok(mut m) = self.entries.lock() {
+    /// Records a check's answer: a verified pair is kept for `ttl` from `now`, any other is
+    /// forgotten (a pair verified before whose check now fails).
+    fn settle(&self, key: [u8; 32], verified: bool, now: Timestamp, ttl: std::time::Duration) {
+        let Ok(mut m) = self.entries.lock() else {
+            return;
+        };
+        if !verified || ttl.is_zero() {
+            m.remove(&key);
+            return;
+        }
+        if m.len() >= CACHE_MAX && !m.contains_key(&key) {
+            m.retain(|_, exp| *exp > now);
             if m.len() >= CACHE_MAX {
-                m.retain(|_, exp| *exp > now);
-                if m.len() >= CACHE_MAX {
-                    m.clear();
-                }
-                // A forgotten pair's check (left by callers that all went away) goes too.
-                if let Ok(mut r) = self.rechecks.lock() {
-                    r.retain(|k, _| m.contains_key(k));
-                }
+                m.clear();
             }
-            m.insert(key, expires);
+        }
+        m.insert(key, now.plus(ttl));
+    }
+}
+
+/// One request's place in a shared check. Dropping it (the request answered, or abandoned
+/// by its client mid-check) retires the check once it has an answer, so the next presenter
+/// starts a new one, or once nobody else waits on it, so an abandoned check does not stay.
+struct Waiter<'c> {
+    cache: &'c SecretCache,
+    key: [u8; 32],
+    cell: Arc<OnceCell<bool>>,
+}
+
+impl Waiter<'_> {
+    /// The shared answer: the first waiter runs `check` and the others wait for it. A waiter
+    /// that did not run it and got `false` runs its own, so a wrong secret is never cheaper
+    /// (see the module docs).
+    async fn verified<F>(&self, check: impl Fn() -> F) -> bool
+    where
+        F: std::future::Future<Output = bool>,
+    {
+        let mut ran = false;
+        let shared = *self
+            .cell
+            .get_or_init(|| {
+                ran = true;
+                check()
+            })
+            .await;
+        if shared || ran {
+            shared
+        } else {
+            check().await
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.cache.checks.lock() {
+            let ours = c.get(&self.key).is_some_and(|x| Arc::ptr_eq(x, &self.cell));
+            // Two holders: the map and this waiter. Others clone it under the same lock.
+            if ours && (self.cell.initialized() || Arc::strong_count(&self.cell) <= 2) {
+                c.remove(&self.key);
+            }
         }
     }
 }
@@ -357,7 +381,7 @@ async fn verify(
 
     let Some(mut client) = row else {
         // Same work as for a real client, so timing does not reveal which ids exist.
-        state.hasher.verify(&secret, None).await;
+        shared_argon2(state, cache_key(&id, &secret, ""), &secret, None).await;
         deny(state, &id, "unknown_client", interaction).await?;
         return Err(invalid_client(basic, generic));
     };
@@ -392,8 +416,9 @@ async fn verify(
 }
 
 /// Whether `secret` is the client's current secret, or its previous one inside the grace
-/// period. A pair verified before is answered from the secret cache; otherwise argon2 runs
-/// (also when the client has no secret, so timing says nothing about that).
+/// period. A pair verified and used within the TTL is answered from the secret cache;
+/// otherwise argon2 runs, once for the requests presenting the pair together (also when the
+/// client has no secret, so timing says nothing about that).
 async fn secret_matches(
     state: &AppState,
     client: &ClientRow,
@@ -413,36 +438,45 @@ async fn secret_matches(
         }
     }
     if candidates.is_empty() {
-        state.hasher.verify(secret, None).await;
+        shared_argon2(
+            state,
+            cache_key(&client.client_id, secret, ""),
+            secret,
+            None,
+        )
+        .await;
         return false;
     }
     let ttl = state.config.oauth.secret_cache_ttl;
+    let cache = &state.secret_cache;
     for phc in candidates {
         let key = cache_key(&client.client_id, secret, phc);
-        match state.secret_cache.lookup(&key, now, ttl) {
-            Lookup::Hit => return true,
-            Lookup::Recheck(check) => {
-                let verified = *check
-                    .get_or_init(|| state.hasher.verify(secret, Some(phc)))
-                    .await;
-                state
-                    .secret_cache
-                    .rechecked(key, &check, verified, now, ttl);
-                if verified {
-                    return true;
-                }
-                continue;
-            }
-            Lookup::Miss => {}
+        if cache.hit(&key, now, ttl) {
+            return true;
         }
-        if state.hasher.verify(secret, Some(phc)).await {
-            if !ttl.is_zero() {
-                state.secret_cache.insert(key, now.plus(ttl), now);
-            }
+        let waiter = cache.join(key);
+        let verified = waiter
+            .verified(|| state.hasher.verify(secret, Some(phc)))
+            .await;
+        // Recorded before the check retires (the waiter's drop), so a request arriving
+        // between the two finds the pair cached rather than starting another argon2.
+        cache.settle(key, verified, now, ttl);
+        drop(waiter);
+        if verified {
             return true;
         }
     }
     false
+}
+
+/// argon2 of `secret` against `phc` through the pair's shared check; with no `phc`, the same
+/// work, failing (for unknown clients and clients without a secret).
+async fn shared_argon2(state: &AppState, key: [u8; 32], secret: &str, phc: Option<&str>) -> bool {
+    state
+        .secret_cache
+        .join(key)
+        .verified(|| state.hasher.verify(secret, phc))
+        .await
 }
 
 /// `private_key_jwt`: the client's registered keys verify the assertion.
@@ -505,7 +539,7 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let key = cache_key("cl", "secret", "$argon2id$…");
         let t0 = Timestamp::from_millis(0);
-        cache.insert(key, t0.plus(ttl), t0);
+        cache.settle(key, true, t0, ttl);
         // Used every 50 s: never falls back to argon2, though 60 s pass many times over.
         for i in 1..=10 {
             assert!(
@@ -518,5 +552,57 @@ mod tests {
         // Another secret, or the same secret against another stored hash, never hits.
         assert!(!cache.hit(&cache_key("cl", "other", "$argon2id$…"), t0, ttl));
         assert!(!cache.hit(&cache_key("cl", "secret", "$argon2id$new"), t0, ttl));
+        // A failed check forgets the pair.
+        cache.settle(key, true, t0, ttl);
+        cache.settle(key, false, t0, ttl);
+        assert!(!cache.hit(&key, t0, ttl));
+    }
+
+    fn checks(cache: &SecretCache) -> usize {
+        cache.checks.lock().unwrap().len()
+    }
+
+    /// Two requests presenting one pair while its check runs: the check (held at a gate
+    /// until both have joined) answers `answer`; how many checks ran.
+    async fn two_together(answer: bool) -> (bool, bool, usize) {
+        let cache = SecretCache::default();
+        let key = cache_key("cl", "secret", "$argon2id$…");
+        let gate = tokio::sync::Semaphore::new(0);
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let check = || async {
+            let _open = gate.acquire().await.unwrap();
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            answer
+        };
+        let (a, b) = (cache.join(key), cache.join(key));
+        assert!(Arc::ptr_eq(&a.cell, &b.cell), "one check for the pair");
+        let (x, y, ()) = tokio::join!(a.verified(check), b.verified(check), async {
+            tokio::task::yield_now().await;
+            gate.add_permits(1);
+        });
+        assert_eq!(checks(&cache), 1, "still held by its waiters");
+        drop((a, b));
+        assert_eq!(checks(&cache), 0, "retired once answered");
+        (x, y, runs.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_success_is_shared_and_a_failure_is_checked_again_by_each_waiter() {
+        assert_eq!(two_together(true).await, (true, true, 1));
+        assert_eq!(two_together(false).await, (false, false, 2));
+    }
+
+    #[test]
+    fn a_check_abandoned_by_all_its_waiters_is_retired() {
+        let cache = SecretCache::default();
+        let key = cache_key("cl", "secret", "$argon2id$…");
+        let (a, b) = (cache.join(key), cache.join(key));
+        drop(a);
+        assert_eq!(checks(&cache), 1, "b still waits on it");
+        drop(b);
+        assert_eq!(checks(&cache), 0);
+        // The next presenter starts a new one.
+        let c = cache.join(key);
+        assert!(!c.cell.initialized());
     }
 }

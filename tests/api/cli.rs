@@ -200,38 +200,43 @@ async fn migrate_then_audit_verify_and_tamper_detection_from_the_cli() {
     assert!(stderr.contains("row seq 1 was altered"), "{stderr}");
 }
 
-/// The lines a started server writes to stderr, as they come (read on a thread of their own,
-/// so a test can wait for one with a deadline).
-fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
-    let stderr = child.stderr.take().unwrap();
+/// `obgate serve` started by `command` (its environment set) on a free port, killed however
+/// the test ends, and the lines it writes to stderr as they come (read on a thread of their
+/// own, so a test can wait for one with a deadline).
+fn serve(command: &mut Command) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Running(
+        command
+            .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    rx
+    (child, port, rx)
 }
 
 #[tokio::test]
 async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
     // Run in an empty directory with no configuration at all, except a free port.
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obgate"))
-        .env_clear()
-        .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .current_dir(dir.path())
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = stderr_lines(&mut child);
+    let (mut child, port, rx) = serve(
+        Command::new(env!("CARGO_BIN_EXE_obgate"))
+            .env_clear()
+            .current_dir(dir.path()),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut key = None;
     let mut listening = false;
@@ -368,12 +373,12 @@ async fn zero_config_serve_prints_a_demo_key_and_stops_cleanly_on_sigterm() {
     assert_eq!(body["Data"]["Account"].as_array().unwrap().len(), ids.len());
 
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     let start = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(
@@ -525,23 +530,11 @@ async fn serve_with_pinned_workers_pins_each_worker_to_one_cpu() {
         "{stderr}"
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Running(
+    let (child, port, rx) = serve(
         obgate(&db)
-            .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
             .env("OBGATE_RUNTIME_PIN_WORKERS", "true")
-            .env("TOKIO_WORKER_THREADS", "2")
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .env("TOKIO_WORKER_THREADS", "2"),
     );
-    let rx = stderr_lines(&mut child.0);
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut pinned_line, mut listening) = (None, false);
     while !listening && Instant::now() < deadline {

@@ -352,7 +352,8 @@ async fn argon2_count(app: &TestApp) -> u64 {
 }
 
 #[tokio::test]
-async fn a_repeated_secret_costs_one_argon2_per_idle_period_and_wrong_secrets_are_never_cached() {
+async fn a_pair_costs_one_argon2_per_idle_period_however_many_present_it_and_wrong_secrets_each_cost_one(
+) {
     let db = TestDb::new().await;
     let cfg = config(
         &db,
@@ -421,6 +422,29 @@ async fn a_repeated_secret_costs_one_argon2_per_idle_period_and_wrong_secrets_ar
     // An unknown client costs an argon2 too (timing does not reveal which ids exist).
     form(&app, "/oauth2/token", Some(("cl_nobody", &secret)), body).await;
     assert_eq!(argon2_count(&app).await - start, 9);
+
+    // A pair this node has never verified (a new client; a node that has just started):
+    // one check for all sixteen requests in flight too.
+    let (new_id, new_secret) = register(&app, json!({"client_name": "Beta"})).await;
+    let before = argon2_count(&app).await;
+    let statuses = futures_util::future::join_all(
+        (0..16).map(|_| form(&app, "/oauth2/token", Some((&new_id, &new_secret)), body)),
+    )
+    .await;
+    assert!(statuses.iter().all(|r| r.status == 200));
+    assert_eq!(
+        argon2_count(&app).await - before,
+        1,
+        "one check served all sixteen"
+    );
+    // An unknown id presented by requests in flight together: each pays its own argon2,
+    // as a known client's wrong secret does.
+    let statuses = futures_util::future::join_all(
+        (0..3).map(|_| form(&app, "/oauth2/token", Some(("cl_nobody", &secret)), body)),
+    )
+    .await;
+    assert!(statuses.iter().all(|r| r.status == 401));
+    assert_eq!(argon2_count(&app).await - before, 4);
 }
 
 #[tokio::test]
