@@ -162,6 +162,14 @@ async fn wrong_methods_are_405_with_allow() {
     let r = app.send(app.admin(Method::PUT, "/api/v0/audit")).await;
     assert_eq!(r.status, 405);
     assert_eq!(r.json()["Code"], "method_not_allowed");
+    // Without credentials too: the method is what to fix, not the credentials.
+    for path in ["/api/v0/audit", "/open-banking/v3.1/aisp/accounts"] {
+        let r = app.send(app.request(Method::DELETE, path)).await;
+        assert_eq!(r.status, 405, "DELETE {path}");
+        assert!(r.header("allow").unwrap().contains("GET"), "DELETE {path}");
+        // The right method without credentials is still refused.
+        assert_eq!(app.send(app.request(Method::GET, path)).await.status, 401);
+    }
 }
 
 #[tokio::test]
