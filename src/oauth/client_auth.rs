@@ -449,11 +449,17 @@ async fn secret_matches(
     }
     let ttl = state.config.oauth.secret_cache_ttl;
     let cache = &state.secret_cache;
-    for phc in candidates {
-        let key = cache_key(&client.client_id, secret, phc);
-        if cache.hit(&key, now, ttl) {
-            return true;
-        }
+    let keys: Vec<([u8; 32], &str)> = candidates
+        .into_iter()
+        .map(|phc| (cache_key(&client.client_id, secret, phc), phc))
+        .collect();
+    // Every candidate's cache entry before any argon2: a previous secret still in its grace
+    // period, verified before, would otherwise fail an argon2 against the current hash on
+    // every request.
+    if keys.iter().any(|(key, _)| cache.hit(key, now, ttl)) {
+        return true;
+    }
+    for (key, phc) in keys {
         let waiter = cache.join(key);
         let verified = waiter
             .verified(|| state.hasher.verify(secret, Some(phc)))
