@@ -4,9 +4,15 @@
 //! in [`super::cache`] by a hash of the token.
 //!
 //! Anything else — no token, a bad one, a token in the query string, a client-level token
-//! (no consent) — is `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no body,
-//! as the UK OB profile defines it, and audited ([`super::access_log`]). A verified token
-//! travels on as a [`Principal`] extension.
+//! (no consent), a token whose client has since been disabled — is `401` with
+//! `WWW-Authenticate: Bearer error="invalid_token"` and no body, as the UK OB profile defines
+//! it, and audited ([`super::access_log`]). A verified token travels on as a [`Principal`]
+//! extension.
+//!
+//! The client is read from the decision caches ([`super::cache::DecisionCache::client`]),
+//! which a disable clears on this node as it commits and on the others by `NOTIFY`: disabling
+//! a client stops its live tokens at the next request, as it stops its token requests, not
+//! when they expire.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -169,6 +175,19 @@ where
                 return Ok(refuse(
                     "account data needs a customer-bound token (authorization_code, or client_credentials with authorization_details)",
                 ));
+            }
+            match state.decisions.client(&state, &claims.client_id).await {
+                Ok(Some(client)) if client.disabled_at.is_none() => {}
+                Ok(_) => {
+                    let consent = claims.consent_id.as_deref();
+                    let client = Some(claims.client_id.as_str());
+                    denied(&state, started, &req, "client_disabled", client, consent).await;
+                    return Ok(refuse("the token's client is disabled"));
+                }
+                Err(_) => {
+                    denied(&state, started, &req, "unavailable", None, None).await;
+                    return Ok(crate::error::ApiError::unavailable().into_response());
+                }
             }
             req.extensions_mut().insert(Principal { claims });
             inner.call(req).await

@@ -520,6 +520,38 @@ async fn client_authentication_with_the_wrong_or_a_disabled_clients_credentials_
 }
 
 #[tokio::test]
+async fn a_client_disabled_a_moment_ago_cannot_read_with_the_tokens_it_holds() {
+    let app = spawn_with(FAST).await;
+    let a = tpp_access(&app).await;
+    assert_eq!(gateway_answer(&app, &a.token).await, 200);
+    let r = app
+        .send(app.admin(
+            Method::DELETE,
+            &format!("/api/v0/oauth-clients/{}", a.client_id),
+        ))
+        .await;
+    assert_eq!(r.status, 204);
+    // The customer-bound token is unexpired and its consent still authorised, but its client
+    // is disabled: refused as an invalid token, and audited with why.
+    let r = app
+        .send(
+            app.request(Method::GET, &format!("{AISP}/accounts"))
+                .bearer_auth(&a.token),
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|h| h.contains("invalid_token")));
+    let query = format!("client_id={}&outcome=denied", a.client_id);
+    let denied = app
+        .decisions_eventually(&query, |rows| !rows.is_empty())
+        .await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["reason"], "client_disabled", "{denied:?}");
+}
+
+#[tokio::test]
 async fn another_tpps_consent_is_out_of_reach_on_every_route() {
     let app = spawn_with(FAST).await;
     let victim = tpp_access(&app).await;
