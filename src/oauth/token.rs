@@ -631,13 +631,15 @@ pub async fn revoke(
         .get("token")
         .ok_or_else(|| bad("invalid_request", "token is required"))?;
     let Ok((kid, alg)) = jwt::inspect(token) else {
-        // Not a JWT: a refresh token. Revoking it revokes its family (RFC 7009 §2.1).
+        // Not a JWT: a refresh token. Revoking it revokes its family (RFC 7009 §2.1). A
+        // family already revoked is left alone: revoking again would write another audit row
+        // and empty every node's token cache, as often as a client cared to ask.
         if let Some(r) = state
             .store
             .get_refresh(&crate::consent::flow::hash(token))
             .await?
         {
-            if r.client_id == auth.client.client_id {
+            if r.client_id == auth.client.client_id && r.revoked_at.is_none() {
                 let audit = AuditEvent::new(
                     state.clock.now(),
                     ActorType::Client,

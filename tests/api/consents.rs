@@ -1030,6 +1030,18 @@ async fn revoking_a_refresh_token_or_deleting_the_consent_ends_access_at_once() 
     .await;
     assert_eq!(r.status, 200);
     assert!(!introspect(&app, &id, &secret, &access).await);
+    // Revoking it again is answered the same (RFC 7009) and does nothing: no second audit
+    // row, no second flush of every node's token cache.
+    let revokes = app.audit("action=token.revoke").await.len();
+    let r = form(
+        &app,
+        "/oauth2/revoke",
+        Some((&id, &secret)),
+        &format!("token={refresh}"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.audit("action=token.revoke").await.len(), revokes);
     let r = form(
         &app,
         "/oauth2/token",
