@@ -302,36 +302,57 @@ pub async fn authenticate(
     addr: Option<IpAddr>,
     interaction: Option<&str>,
 ) -> Result<Authenticated, ApiError> {
+    let lockout = &state.limits.lockout;
     let presented = match presented(headers, params) {
         Ok(p) => p,
         Err(e) => {
+            // Credentials that cannot even be read name no client, but they come from an
+            // address: a locked one is refused before anything is written, and the 401s
+            // count against it, so an anonymous loop of them is not an audit write each
+            // forever.
+            let subjects: Vec<Subject> = addr.map(Subject::Address).into_iter().collect();
+            if let Some(wait) = lockout.locked(&subjects).await {
+                return Err(crate::limits::locked_out(wait));
+            }
             deny(state, "-", "malformed_credentials", interaction).await?;
-            return Err(e);
+            return Err(counted(state, &subjects, e, interaction).await?);
         }
     };
     let mut subjects = vec![Subject::Client(presented.id().chars().take(256).collect())];
     subjects.extend(addr.map(Subject::Address));
-    let lockout = &state.limits.lockout;
     if let Some(wait) = lockout.locked(&subjects).await {
         // The lock itself was audited once; a row per refused attempt would let a flood of
         // them turn into a flood of database writes.
         return Err(crate::limits::locked_out(wait));
     }
-    let result = verify(state, presented, interaction).await;
-    match &result {
-        Ok(_) => lockout.succeeded(&subjects).await,
-        Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
-            let after = lockout.failed(&subjects).await;
-            for subject in &after.locked {
-                audit_lock(state, subject, interaction).await?;
-            }
-            if !after.delay.is_zero() {
-                tokio::time::sleep(after.delay).await;
-            }
+    match verify(state, presented, interaction).await {
+        Ok(client) => {
+            lockout.succeeded(&subjects).await;
+            Ok(client)
         }
-        Err(_) => {}
+        Err(e) => Err(counted(state, &subjects, e, interaction).await?),
     }
-    result
+}
+
+/// A refusal counted against `subjects` when it is a failed authentication (401): the locks
+/// it sets are audited, and the answer waits out the lockout's delay. Answers the refusal.
+async fn counted(
+    state: &AppState,
+    subjects: &[Subject],
+    refusal: ApiError,
+    interaction: Option<&str>,
+) -> Result<ApiError, ApiError> {
+    if refusal.status() != axum::http::StatusCode::UNAUTHORIZED || subjects.is_empty() {
+        return Ok(refusal);
+    }
+    let after = state.limits.lockout.failed(subjects).await;
+    for subject in &after.locked {
+        audit_lock(state, subject, interaction).await?;
+    }
+    if !after.delay.is_zero() {
+        tokio::time::sleep(after.delay).await;
+    }
+    Ok(refusal)
 }
 
 /// Audits that a client id or an address was locked.

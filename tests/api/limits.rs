@@ -236,6 +236,54 @@ async fn an_address_that_sprays_many_ids_is_locked_and_others_are_not() {
     assert_eq!(r.status, 200);
 }
 
+/// Credentials that cannot be read (no client id to count against) still count against the
+/// address they come from: once it is locked, they are refused without an audit row each.
+#[tokio::test]
+async fn unreadable_credentials_count_against_their_address() {
+    let app = spawn_with(&[
+        ("OBGATE_OAUTH_LOCKOUT_AFTER", "3"),
+        ("OBGATE_OAUTH_LOCKOUT_WINDOW", "1m"),
+        ("OBGATE_HTTP_CLIENT_IP_HEADER", "x-forwarded-for"),
+    ])
+    .await;
+    let (id, secret) = register(&app, json!({"client_name": "Bystander"})).await;
+    let garbled = |ip: &'static str| {
+        app.send(
+            app.request(Method::POST, "/oauth2/token")
+                .header("authorization", "Basic !!!not-base64")
+                .header("x-forwarded-for", ip)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(CC),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(garbled("203.0.113.60").await.status, 401);
+    }
+    let audited = app
+        .audit("action=client.authenticate&actor_id=-")
+        .await
+        .len();
+    for _ in 0..5 {
+        assert_eq!(garbled("203.0.113.60").await.status, 429);
+    }
+    assert_eq!(
+        app.audit("action=client.authenticate&actor_id=-")
+            .await
+            .len(),
+        audited,
+        "a locked address's attempts write nothing"
+    );
+    // The lock is the address's: the real client elsewhere is untouched.
+    assert_eq!(
+        token_from(&app, &id, &secret, "203.0.113.60").await.status,
+        429
+    );
+    assert_eq!(
+        token_from(&app, &id, &secret, "198.51.100.8").await.status,
+        200
+    );
+}
+
 #[tokio::test]
 async fn with_redis_a_lock_set_on_one_node_holds_on_the_other() {
     let redis = redis_url();
