@@ -533,16 +533,7 @@ async fn a_client_disabled_a_moment_ago_cannot_read_with_the_tokens_it_holds() {
     assert_eq!(r.status, 204);
     // The customer-bound token is unexpired and its consent still authorised, but its client
     // is disabled: refused as an invalid token, and audited with why.
-    let r = app
-        .send(
-            app.request(Method::GET, &format!("{AISP}/accounts"))
-                .bearer_auth(&a.token),
-        )
-        .await;
-    assert_eq!(r.status, 401, "{}", r.text());
-    assert!(r
-        .header("www-authenticate")
-        .is_some_and(|h| h.contains("invalid_token")));
+    assert_eq!(gateway_answer(&app, &a.token).await, 401);
     let query = format!("client_id={}&outcome=denied", a.client_id);
     let denied = app
         .decisions_eventually(&query, |rows| !rows.is_empty())

@@ -351,6 +351,18 @@ async fn argon2_count(app: &TestApp) -> u64 {
         .unwrap()
 }
 
+/// The statuses of `n` client-credentials requests with one id and secret, sent together.
+async fn together(app: &TestApp, n: usize, id: &str, secret: &str) -> Vec<u16> {
+    let body = "grant_type=client_credentials";
+    futures_util::future::join_all(
+        (0..n).map(|_| form(app, "/oauth2/token", Some((id, secret)), body)),
+    )
+    .await
+    .iter()
+    .map(|r| r.status)
+    .collect()
+}
+
 #[tokio::test]
 async fn a_pair_costs_one_argon2_per_idle_period_however_many_present_it_and_wrong_secrets_each_cost_one(
 ) {
@@ -401,22 +413,20 @@ async fn a_pair_costs_one_argon2_per_idle_period_however_many_present_it_and_wro
     // Idle past the TTL: the pair is checked again, once for all the requests in flight
     // (sixteen argon2 in a row would keep the last one waiting for all of them).
     clock.advance(Duration::from_secs(61));
-    let statuses = futures_util::future::join_all(
-        (0..16).map(|_| form(&app, "/oauth2/token", Some((&id, &secret)), body)),
-    )
-    .await;
-    assert!(statuses.iter().all(|r| r.status == 200));
+    assert!(together(&app, 16, &id, &secret)
+        .await
+        .iter()
+        .all(|s| *s == 200));
     assert_eq!(
         argon2_count(&app).await - start,
         5,
         "the cache entry expired after its TTL, and one check served all sixteen"
     );
     // Wrong secrets in flight together are each still verified.
-    let statuses = futures_util::future::join_all(
-        (0..3).map(|_| form(&app, "/oauth2/token", Some((&id, "cs_wrong")), body)),
-    )
-    .await;
-    assert!(statuses.iter().all(|r| r.status == 401));
+    assert!(together(&app, 3, &id, "cs_wrong")
+        .await
+        .iter()
+        .all(|s| *s == 401));
     assert_eq!(argon2_count(&app).await - start, 8);
 
     // An unknown client costs an argon2 too (timing does not reveal which ids exist).
@@ -427,11 +437,10 @@ async fn a_pair_costs_one_argon2_per_idle_period_however_many_present_it_and_wro
     // one check for all sixteen requests in flight too.
     let (new_id, new_secret) = register(&app, json!({"client_name": "Beta"})).await;
     let before = argon2_count(&app).await;
-    let statuses = futures_util::future::join_all(
-        (0..16).map(|_| form(&app, "/oauth2/token", Some((&new_id, &new_secret)), body)),
-    )
-    .await;
-    assert!(statuses.iter().all(|r| r.status == 200));
+    assert!(together(&app, 16, &new_id, &new_secret)
+        .await
+        .iter()
+        .all(|s| *s == 200));
     assert_eq!(
         argon2_count(&app).await - before,
         1,
@@ -439,11 +448,10 @@ async fn a_pair_costs_one_argon2_per_idle_period_however_many_present_it_and_wro
     );
     // An unknown id presented by requests in flight together: each pays its own argon2,
     // as a known client's wrong secret does.
-    let statuses = futures_util::future::join_all(
-        (0..3).map(|_| form(&app, "/oauth2/token", Some(("cl_nobody", &secret)), body)),
-    )
-    .await;
-    assert!(statuses.iter().all(|r| r.status == 401));
+    assert!(together(&app, 3, "cl_nobody", &secret)
+        .await
+        .iter()
+        .all(|s| *s == 401));
     assert_eq!(argon2_count(&app).await - before, 4);
 }
 
