@@ -32,6 +32,7 @@ use crate::audit::{ActorType, AuditEvent, Outcome};
 use crate::error::ApiError;
 use crate::http::middleware::InteractionId;
 use crate::state::AppState;
+use crate::store::consents::Redemption;
 
 /// The one `authorization_details` type this server grants.
 pub const AUTHORIZATION_DETAILS_TYPE: &str = "openbanking_account_access";
@@ -185,8 +186,11 @@ async fn grant(
             scope: &scope,
             family_id: None,
             refresh: false,
+            redeem: None,
         };
-        return issue_bound(state, client, bound, interaction).await;
+        return issue_bound(state, client, bound, interaction)
+            .await?
+            .ok_or_else(|| ApiError::internal("an issuance spending nothing was refused"));
     }
 
     let set = state.keys.current().await.map_err(ApiError::internal)?;
@@ -260,15 +264,19 @@ struct Bound<'a> {
     scope: &'a str,
     family_id: Option<&'a str>,
     refresh: bool,
+    /// The code or refresh token the issuance spends.
+    redeem: Option<Redemption<'a>>,
 }
 
-/// Issues a customer-bound access token (and a refresh token for code and refresh grants).
+/// Issues a customer-bound access token (and a refresh token for code and refresh grants),
+/// spending `b.redeem` in the same write: `Ok(None)` when it was spent meanwhile (a
+/// concurrent or earlier use), nothing issued.
 async fn issue_bound(
     state: &AppState,
     client: &crate::store::ClientRow,
     b: Bound<'_>,
     interaction: &InteractionId,
-) -> Result<Response, ApiError> {
+) -> Result<Option<Response>, ApiError> {
     let customer_id = b
         .consent
         .customer_id
@@ -325,9 +333,12 @@ async fn issue_bound(
         client_id: &client.client_id,
         expires_at: crate::clock::Timestamp::from_millis(claims.exp * 1000),
         refresh: refresh.as_ref().map(|(_, r)| r.clone()),
+        redeem: b.redeem,
         audit: &audit,
     };
-    state.store.record_issuance(&issuance).await?;
+    if !state.store.record_issuance(&issuance).await? {
+        return Ok(None);
+    }
     let mut body = json!({
         "access_token": token,
         "token_type": "Bearer",
@@ -338,7 +349,7 @@ async fn issue_bound(
     if let (Some((secret, _)), Some(obj)) = (&refresh, body.as_object_mut()) {
         obj.insert("refresh_token".into(), json!(secret));
     }
-    Ok(Json(body).into_response())
+    Ok(Some(Json(body).into_response()))
 }
 
 /// Revokes a token family after a replay, auditing it.
@@ -367,6 +378,11 @@ async fn revoke_family(
 }
 
 /// `authorization_code` + PKCE S256.
+///
+/// The code is spent by the issuance itself (one transaction), so a failure on the way (the
+/// database, the signing key) leaves it usable for the client's retry within its minute. A
+/// refused exchange (another client, expired, wrong redirect or verifier, a consent no
+/// longer granted) spends it at once: the code is never good again.
 async fn code_grant(
     state: &AppState,
     client: &crate::store::ClientRow,
@@ -383,49 +399,12 @@ async fn code_grant(
         .get("code_verifier")
         .ok_or_else(|| bad("invalid_request", "code_verifier is required (PKCE)"))?;
     let now = state.clock.now();
-    let row = match state
-        .store
-        .redeem_code(&crate::consent::flow::hash(code), now)
-        .await?
-    {
-        crate::store::consents::Redeemed::Fresh(r) => r,
-        crate::store::consents::Redeemed::Reused(r) => {
-            if r.client_id == client.client_id {
-                revoke_family(
-                    state,
-                    &client.client_id,
-                    &r.family_id,
-                    "code_reused",
-                    interaction,
-                )
-                .await?;
-            }
-            return Err(bad(
-                "invalid_grant",
-                "the authorization code was already used; every token issued from it is revoked",
-            ));
-        }
-        crate::store::consents::Redeemed::Unknown => {
-            return Err(bad("invalid_grant", "the authorization code is unknown"))
-        }
+    let hash = crate::consent::flow::hash(code);
+    let Some(row) = state.store.get_code(&hash).await? else {
+        return Err(bad("invalid_grant", "the authorization code is unknown"));
     };
-    if row.client_id != client.client_id {
-        return Err(bad(
-            "invalid_grant",
-            "the authorization code was issued to another client",
-        ));
-    }
-    if row.expires_at <= now {
-        return Err(bad(
-            "invalid_grant",
-            "the authorization code has expired (codes live 60 s)",
-        ));
-    }
-    if row.redirect_uri != *redirect_uri {
-        return Err(bad(
-            "invalid_grant",
-            "redirect_uri differs from the authorization request's",
-        ));
+    if row.used_at.is_some() {
+        return Err(code_reused(state, client, &row, interaction).await?);
     }
     let valid_verifier = (43..=128).contains(&verifier.len())
         && verifier
@@ -433,23 +412,73 @@ async fn code_grant(
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(sha2::Sha256::digest(verifier.as_bytes()));
-    if !valid_verifier || computed != row.code_challenge {
-        return Err(bad(
-            "invalid_grant",
-            "code_verifier does not match the code_challenge (PKCE S256)",
-        ));
+    let refusal = if row.client_id != client.client_id {
+        Some("the authorization code was issued to another client")
+    } else if row.expires_at <= now {
+        Some("the authorization code has expired (codes live 60 s)")
+    } else if row.redirect_uri != *redirect_uri {
+        Some("redirect_uri differs from the authorization request's")
+    } else if !valid_verifier || computed != row.code_challenge {
+        Some("code_verifier does not match the code_challenge (PKCE S256)")
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        state.store.redeem_code(&hash, now).await?;
+        return Err(bad("invalid_grant", refusal));
     }
-    let consent = granted_consent(state, &row.consent_id, &client.client_id).await?;
+    let consent =
+        match crate::consent::check_access(state, &row.consent_id, &client.client_id).await {
+            Ok(c) => c,
+            Err(Ok(denial)) => {
+                state.store.redeem_code(&hash, now).await?;
+                return Err(bad("invalid_grant", denial.describe(&row.consent_id)));
+            }
+            Err(Err(e)) => return Err(e),
+        };
     let bound = Bound {
         consent: &consent,
         scope: &row.scope,
         family_id: Some(&row.family_id),
         refresh: has_grant(client, "refresh_token"),
+        redeem: Some(Redemption::Code(&hash)),
     };
-    issue_bound(state, client, bound, interaction).await
+    match issue_bound(state, client, bound, interaction).await? {
+        Some(issued) => Ok(issued),
+        // Exchanged by a concurrent request between the read above and this write.
+        None => Err(code_reused(state, client, &row, interaction).await?),
+    }
+}
+
+/// A second exchange of a code: every token issued from it is revoked (RFC 6749 §4.1.2).
+async fn code_reused(
+    state: &AppState,
+    client: &crate::store::ClientRow,
+    row: &crate::store::consents::CodeRow,
+    interaction: &InteractionId,
+) -> Result<ApiError, ApiError> {
+    if row.client_id == client.client_id {
+        revoke_family(
+            state,
+            &client.client_id,
+            &row.family_id,
+            "code_reused",
+            interaction,
+        )
+        .await?;
+    }
+    Ok(bad(
+        "invalid_grant",
+        "the authorization code was already used; every token issued from it is revoked",
+    ))
 }
 
 /// `refresh_token`, rotated on every use.
+///
+/// As for codes, the refresh token is spent by the issuance of its successor, in one
+/// transaction: a failure on the way leaves it unspent, and the client's retry is not taken
+/// for a replay (which revokes the family and sends the customer back to consent). A
+/// malformed request (`invalid_scope`) spends nothing either.
 async fn refresh_grant(
     state: &AppState,
     client: &crate::store::ClientRow,
@@ -461,47 +490,22 @@ async fn refresh_grant(
         .ok_or_else(|| bad("invalid_request", "refresh_token is required"))?;
     let now = state.clock.now();
     let hash = crate::consent::flow::hash(token);
-    // A customer on a KYC hold (suspended by monitoring, under review) is refused without
-    // using up the refresh token: the hold is temporary, and once it lifts the TPP refreshes
-    // as before. Every other refusal below consumes the token and revokes its family.
-    if let Some(r) = state.store.get_refresh(&hash).await? {
-        if r.client_id == client.client_id && r.used_at.is_none() && r.revoked_at.is_none() {
-            let check = crate::consent::check_access(state, &r.consent_id, &client.client_id);
-            if let Err(Ok(denial @ crate::consent::Denial::Kyc(_))) = check.await {
-                return Err(bad("invalid_grant", denial.describe(&r.consent_id)));
-            }
-        }
-    }
-    let row = match state.store.redeem_refresh(&hash, now).await? {
-        crate::store::consents::Redeemed::Fresh(r) => r,
-        crate::store::consents::Redeemed::Reused(r) => {
-            if r.client_id == client.client_id && r.revoked_at.is_none() {
-                revoke_family(
-                    state,
-                    &client.client_id,
-                    &r.family_id,
-                    "refresh_token_reused",
-                    interaction,
-                )
-                .await?;
-            }
-            return Err(bad(
-                "invalid_grant",
-                "the refresh token was already used or revoked; its whole family is revoked",
-            ));
-        }
-        crate::store::consents::Redeemed::Unknown => {
-            return Err(bad("invalid_grant", "the refresh token is unknown"))
-        }
+    let Some(row) = state.store.get_refresh(&hash).await? else {
+        return Err(bad("invalid_grant", "the refresh token is unknown"));
     };
-    if row.client_id != client.client_id {
-        return Err(bad(
-            "invalid_grant",
-            "the refresh token was issued to another client",
-        ));
+    if row.used_at.is_some() || row.revoked_at.is_some() {
+        return Err(refresh_reused(state, client, &row, interaction).await?);
     }
-    if row.expires_at <= now {
-        return Err(bad("invalid_grant", "the refresh token has expired"));
+    let refusal = if row.client_id != client.client_id {
+        Some("the refresh token was issued to another client")
+    } else if row.expires_at <= now {
+        Some("the refresh token has expired")
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        state.store.redeem_refresh(&hash, now).await?;
+        return Err(bad("invalid_grant", refusal));
     }
     let scope = match params.get("scope") {
         None => row.scope.clone(),
@@ -519,27 +523,70 @@ async fn refresh_grant(
             s.split_whitespace().collect::<Vec<_>>().join(" ")
         }
     };
-    let consent = match granted_consent(state, &row.consent_id, &client.client_id).await {
-        Ok(c) => c,
-        Err(e) => {
-            revoke_family(
-                state,
-                &client.client_id,
-                &row.family_id,
-                e.code(),
-                interaction,
-            )
-            .await?;
-            return Err(e);
-        }
-    };
+    let consent =
+        match crate::consent::check_access(state, &row.consent_id, &client.client_id).await {
+            Ok(c) => c,
+            // A customer on a KYC hold (suspended by monitoring, under review) is refused without
+            // spending the refresh token: the hold is temporary, and once it lifts the TPP
+            // refreshes as before.
+            Err(Ok(denial @ crate::consent::Denial::Kyc(_))) => {
+                return Err(bad("invalid_grant", denial.describe(&row.consent_id)))
+            }
+            // The consent no longer grants access (revoked, expired, deleted): the family ends.
+            Err(Ok(denial)) => {
+                let refusal = bad("invalid_grant", denial.describe(&row.consent_id));
+                revoke_family(
+                    state,
+                    &client.client_id,
+                    &row.family_id,
+                    refusal.code(),
+                    interaction,
+                )
+                .await?;
+                return Err(refusal);
+            }
+            // The store could not answer: nothing is spent, the client retries.
+            Err(Err(e)) => return Err(e),
+        };
     let bound = Bound {
         consent: &consent,
         scope: &scope,
         family_id: Some(&row.family_id),
         refresh: true,
+        redeem: Some(Redemption::Refresh(&hash)),
     };
-    issue_bound(state, client, bound, interaction).await
+    match issue_bound(state, client, bound, interaction).await? {
+        Some(issued) => Ok(issued),
+        // Spent or revoked between the read above and this write: a concurrent use.
+        None => {
+            let row = state.store.get_refresh(&hash).await?.unwrap_or(row);
+            Err(refresh_reused(state, client, &row, interaction).await?)
+        }
+    }
+}
+
+/// A spent or revoked refresh token presented again: a replay, so its family is revoked
+/// (unless it already was).
+async fn refresh_reused(
+    state: &AppState,
+    client: &crate::store::ClientRow,
+    row: &crate::store::consents::RefreshRow,
+    interaction: &InteractionId,
+) -> Result<ApiError, ApiError> {
+    if row.client_id == client.client_id && row.revoked_at.is_none() {
+        revoke_family(
+            state,
+            &client.client_id,
+            &row.family_id,
+            "refresh_token_reused",
+            interaction,
+        )
+        .await?;
+    }
+    Ok(bad(
+        "invalid_grant",
+        "the refresh token was already used or revoked; its whole family is revoked",
+    ))
 }
 
 /// The consent id named by RFC 9396 `authorization_details`, or `invalid_authorization_details`.

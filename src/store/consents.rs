@@ -183,8 +183,21 @@ pub struct Issuance<'a> {
     pub expires_at: Timestamp,
     /// A new refresh token.
     pub refresh: Option<RefreshRow>,
+    /// The single-use credential this issuance spends, consumed in the same transaction: a
+    /// failure anywhere before the commit leaves it unspent, so the client's retry is not
+    /// taken for a replay (which would revoke the family).
+    pub redeem: Option<Redemption<'a>>,
     /// The audit row of the issuance.
     pub audit: &'a AuditEvent,
+}
+
+/// A single-use credential an issuance spends, by its hash.
+#[derive(Clone, Copy, Debug)]
+pub enum Redemption<'a> {
+    /// An authorization code.
+    Code(&'a str),
+    /// A refresh token (rotated: spent by the issuance of its successor).
+    Refresh(&'a str),
 }
 
 /// Consent and authorization-flow storage.
@@ -221,6 +234,8 @@ pub trait ConsentStore: Send + Sync {
         &self,
         challenge_hash: &str,
     ) -> Result<Option<AuthRequestRow>, StoreError>;
+    /// An authorization code by its hash, without consuming it.
+    async fn get_code(&self, code_hash: &str) -> Result<Option<CodeRow>, StoreError>;
     /// Consumes an authorization code.
     async fn redeem_code(
         &self,
@@ -242,8 +257,10 @@ pub trait ConsentStore: Send + Sync {
         now: Timestamp,
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
-    /// Records a consent-bound access token (and its refresh token) with its audit row.
-    async fn record_issuance(&self, issuance: &Issuance<'_>) -> Result<(), StoreError>;
+    /// Records a consent-bound access token (and its refresh token) with its audit row,
+    /// spending `issuance.redeem` in the same transaction; `false` (nothing written) when that
+    /// credential was already spent or revoked.
+    async fn record_issuance(&self, issuance: &Issuance<'_>) -> Result<bool, StoreError>;
 }
 
 /// Columns of `consents` in struct order.
@@ -275,23 +292,35 @@ macro_rules! consent_store_impl {
                 value: &str,
                 now: $crate::clock::Timestamp,
             ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query(&format!(
-                    "UPDATE refresh_tokens SET revoked_at = $1 \
-                     WHERE {column} = $2 AND revoked_at IS NULL"
-                ))
-                .bind(now)
-                .bind(value)
-                .execute(&mut **tx)
-                .await?;
-                sqlx::query(&format!(
-                    "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
-                     SELECT jti, client_id, expires_at, $1 FROM consent_tokens \
-                     WHERE {column} = $2 AND expires_at > $1 ON CONFLICT DO NOTHING"
-                ))
-                .bind(now)
-                .bind(value)
-                .execute(&mut **tx)
-                .await?;
+                // Until a pass finds no refresh token left to revoke. An issuance in flight
+                // has spent (and so locked) one of these refresh tokens: the first pass waits
+                // for its commit, but on PostgreSQL its statement cannot see the rows that
+                // issuance inserted (read committed: the snapshot is taken at the statement's
+                // start). The next pass's statements can, so the successor it handed out is
+                // revoked too instead of surviving the revocation of its family.
+                loop {
+                    let revoked = sqlx::query(&format!(
+                        "UPDATE refresh_tokens SET revoked_at = $1 \
+                         WHERE {column} = $2 AND revoked_at IS NULL"
+                    ))
+                    .bind(now)
+                    .bind(value)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                    sqlx::query(&format!(
+                        "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
+                         SELECT jti, client_id, expires_at, $1 FROM consent_tokens \
+                         WHERE {column} = $2 AND expires_at > $1 ON CONFLICT DO NOTHING"
+                    ))
+                    .bind(now)
+                    .bind(value)
+                    .execute(&mut **tx)
+                    .await?;
+                    if revoked == 0 {
+                        break;
+                    }
+                }
                 Self::notify_in(tx, &[$crate::events::invalidation::Invalidation::Tokens]).await?;
                 Ok(())
             }
@@ -521,6 +550,20 @@ macro_rules! consent_store_impl {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn get_code(
+                &self,
+                code_hash: &str,
+            ) -> Result<Option<$crate::store::consents::CodeRow>, $crate::store::StoreError> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM authorization_codes WHERE code_hash = $1",
+                    $crate::store::consents::CODE_COLUMNS
+                ))
+                .bind(code_hash)
+                .fetch_optional(self.pool())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn redeem_code(
                 &self,
                 code_hash: &str,
@@ -633,8 +676,43 @@ macro_rules! consent_store_impl {
             async fn record_issuance(
                 &self,
                 i: &$crate::store::consents::Issuance<'_>,
-            ) -> Result<(), $crate::store::StoreError> {
+            ) -> Result<bool, $crate::store::StoreError> {
+                use $crate::store::consents::Redemption;
                 let mut tx = self.begin_write().await?;
+                // Spent first: on PostgreSQL this locks the credential's row, so a family
+                // revocation running meanwhile waits for this commit and then sees (and
+                // revokes) what it wrote (see `revoke_tokens_in`).
+                let spent = match i.redeem {
+                    None => true,
+                    Some(Redemption::Code(hash)) => {
+                        sqlx::query(
+                            "UPDATE authorization_codes SET used_at = $1 \
+                             WHERE code_hash = $2 AND used_at IS NULL",
+                        )
+                        .bind(i.audit.at)
+                        .bind(hash)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1
+                    }
+                    Some(Redemption::Refresh(hash)) => {
+                        sqlx::query(
+                            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 \
+                             AND used_at IS NULL AND revoked_at IS NULL",
+                        )
+                        .bind(i.audit.at)
+                        .bind(hash)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1
+                    }
+                };
+                if !spent {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
                 sqlx::query(
                     "INSERT INTO consent_tokens (jti, consent_id, family_id, client_id, \
                      expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -667,7 +745,7 @@ macro_rules! consent_store_impl {
                 }
                 Self::append_audit_in(&mut tx, i.audit).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
         }
     };

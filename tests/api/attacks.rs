@@ -478,6 +478,140 @@ async fn refresh_token_reuse_revokes_the_whole_family() {
     assert_eq!(oauth_error(&r), (400, "invalid_grant".into()));
 }
 
+/// Makes every write of an issued token fail (a database fault between the read of a code or
+/// refresh token and the commit of what it buys), until [`heal_issuance`].
+async fn break_issuance(app: &TestApp) {
+    app.db
+        .exec(if app.db.is_postgres() {
+            "CREATE OR REPLACE FUNCTION broken_issuance() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
+             CREATE TRIGGER broken_issuance BEFORE INSERT ON consent_tokens \
+             FOR EACH ROW EXECUTE FUNCTION broken_issuance();"
+        } else {
+            "CREATE TRIGGER broken_issuance BEFORE INSERT ON consent_tokens \
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+        })
+        .await;
+}
+
+async fn heal_issuance(app: &TestApp) {
+    app.db
+        .exec(if app.db.is_postgres() {
+            "DROP TRIGGER broken_issuance ON consent_tokens"
+        } else {
+            "DROP TRIGGER broken_issuance"
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_failed_issuance_leaves_the_code_and_the_refresh_token_usable() {
+    let app = spawn_with(FAST).await;
+    let customer = passed_customer(&app).await;
+    let (id, secret) = tpp(&app, "Acme").await;
+    let token = cc_token(&app, &id, &secret).await;
+
+    // The code exchange fails on the database: the code is not spent, the retry succeeds.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let code = code_for(&app, &id, &token, &customer, &challenge).await;
+    let pkce = format!("&code_verifier={}", verifier.secret());
+    break_issuance(&app).await;
+    let failed = redeem(&app, &id, &secret, &code, &pkce).await;
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    heal_issuance(&app).await;
+    let first = redeem(&app, &id, &secret, &code, &pkce).await;
+    assert_eq!(first.status, 200, "the retried exchange: {}", first.text());
+    let access_token = first.json()["access_token"].as_str().unwrap().to_owned();
+    let refresh = first.json()["refresh_token"].as_str().unwrap().to_owned();
+
+    // A refresh fails the same way: the retry with the same refresh token is not a replay.
+    break_issuance(&app).await;
+    let failed = present_refresh(&app, &id, &secret, &refresh).await;
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    heal_issuance(&app).await;
+    // A malformed refresh (a wider scope) is refused without spending the token either.
+    let widened = form(
+        &app,
+        "/oauth2/token",
+        Some((&id, &secret)),
+        &format!(
+            "grant_type=refresh_token&refresh_token={}&scope=accounts%20payments",
+            enc(&refresh)
+        ),
+    )
+    .await;
+    assert_eq!(oauth_error(&widened), (400, "invalid_scope".into()));
+    let rotated = present_refresh(&app, &id, &secret, &refresh).await;
+    assert_eq!(
+        rotated.status,
+        200,
+        "the retried refresh: {}",
+        rotated.text()
+    );
+    let next = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    // The family is whole: the first access token still reads, the new refresh token works.
+    assert_eq!(gateway_answer(&app, &access_token).await, 200);
+    assert_eq!(present_refresh(&app, &id, &secret, &next).await.status, 200);
+    // What failed left nothing behind but its refusal: four issuances (the client-credentials
+    // token, the code, two refreshes), and the two failures and the wider scope as denials.
+    let audited = |outcome: &str| format!("actor_id={id}&action=token.issue&outcome={outcome}");
+    assert_eq!(app.audit(&audited("success")).await.len(), 4);
+    let denied: Vec<Value> = app
+        .audit(&audited("denied"))
+        .await
+        .iter()
+        .map(|row| row["reason"].clone())
+        .collect();
+    assert_eq!(
+        denied,
+        [
+            json!("invalid_scope"),
+            json!("internal_error"),
+            json!("internal_error")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn revoking_a_family_while_it_refreshes_revokes_what_that_refresh_issues() {
+    let app = spawn_with(FAST).await;
+    let customer = passed_customer(&app).await;
+    let (id, secret) = tpp(&app, "Acme").await;
+    let (_, _, refresh) = authorized(&app, &id, &secret, &customer).await;
+    // On PostgreSQL the issuance is slowed inside its transaction, so the revocation below
+    // lands while it is in flight (SQLite runs one writer at a time: the revocation waits).
+    if app.db.is_postgres() {
+        app.db
+            .exec(
+                "CREATE FUNCTION slow_issuance() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$; \
+                 CREATE TRIGGER slow_issuance BEFORE INSERT ON refresh_tokens \
+                 FOR EACH ROW EXECUTE FUNCTION slow_issuance();",
+            )
+            .await;
+    }
+    let refreshing = present_refresh(&app, &id, &secret, &refresh);
+    let revoking = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        form(
+            &app,
+            "/oauth2/revoke",
+            Some((&id, &secret)),
+            &format!("token={}&token_type_hint=refresh_token", enc(&refresh)),
+        )
+        .await
+    };
+    let (rotated, revoked) = tokio::join!(refreshing, revoking);
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    // The refresh committed while its family was being revoked: what it handed out is dead.
+    let new_access = rotated.json()["access_token"].as_str().unwrap().to_owned();
+    let new_refresh = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(gateway_answer(&app, &new_access).await, 401);
+    let r = present_refresh(&app, &id, &secret, &new_refresh).await;
+    assert_eq!(oauth_error(&r), (400, "invalid_grant".into()));
+}
+
 #[tokio::test]
 async fn client_authentication_with_the_wrong_or_a_disabled_clients_credentials_fails() {
     let app = spawn_with(&[]).await;
