@@ -361,6 +361,13 @@ pub const KEYS: &[KeySpec] = &[
         help: "per-client limit on POST /oauth2/token: `N/s`, `N/min` or `N/h`, optionally `burst M` (at most 1000/s), or `off`; past it, 429 with Retry-After",
     },
     KeySpec {
+        toml: "rate_limit.oauth",
+        env: "OBGATE_RATE_LIMIT_OAUTH",
+        default: Some("50/s burst 100"),
+        secret: false,
+        help: "per-client limit on POST /oauth2/introspect, /oauth2/revoke and /oauth2/par together, as rate_limit.token",
+    },
+    KeySpec {
         toml: "rate_limit.gateway",
         env: "OBGATE_RATE_LIMIT_GATEWAY",
         default: Some("200/s burst 400"),
@@ -372,7 +379,7 @@ pub const KEYS: &[KeySpec] = &[
         env: "OBGATE_RATE_LIMIT_CLIENTS",
         default: None,
         secret: false,
-        help: "per-client overrides, `CLIENT_ID:token=RATE; CLIENT_ID:gateway=RATE; …`",
+        help: "per-client overrides, `CLIENT_ID:token=RATE; CLIENT_ID:oauth=RATE; CLIENT_ID:gateway=RATE; …`",
     },
     KeySpec {
         toml: "redis.url",

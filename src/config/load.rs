@@ -556,6 +556,7 @@ pub(super) fn load(
         parse_duration(v, Duration::from_secs(1), Duration::from_secs(24 * 3600))
     });
     let rate_token = layers.parse("rate_limit.token", crate::limits::Rate::parse);
+    let rate_oauth = layers.parse("rate_limit.oauth", crate::limits::Rate::parse);
     let rate_gateway = layers.parse("rate_limit.gateway", crate::limits::Rate::parse);
     let rate_clients = match layers.get("rate_limit.clients") {
         None => Some(Default::default()),
@@ -694,6 +695,7 @@ pub(super) fn load(
             limits: LimitsConfig {
                 rates: crate::limits::RateConfig {
                     token: rate_token?,
+                    oauth: rate_oauth?,
                     gateway: rate_gateway?,
                     clients: rate_clients?,
                 },

@@ -203,6 +203,10 @@ pub async fn par(
 ) -> Result<Response, ApiError> {
     let params = parse_form(&headers, &body)?;
     let auth = authenticate(&state, &headers, &params, addr.0, Some(&interaction.0)).await?;
+    state
+        .limits
+        .take(&auth.client.client_id, crate::limits::Scope::Oauth)
+        .await?;
     let client = auth.client;
     let oauth_err = |error: &'static str, description: String| ApiError::OAuth {
         status: StatusCode::BAD_REQUEST,

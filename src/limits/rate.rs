@@ -20,6 +20,11 @@ use super::shared::SharedRedis;
 pub enum Scope {
     /// `POST /oauth2/token`.
     Token,
+    /// The other client-authenticated OAuth endpoints: `POST /oauth2/introspect`,
+    /// `/oauth2/revoke` and `/oauth2/par`. Each request can cost a database write (a revocation
+    /// also empties every node's token cache, a pushed request stores a row), so a client
+    /// looping on them is held to a budget of its own, apart from its token budget.
+    Oauth,
     /// Every account-data request through the gateway.
     Gateway,
 }
@@ -29,6 +34,7 @@ impl Scope {
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Token => "token",
+            Scope::Oauth => "oauth",
             Scope::Gateway => "gateway",
         }
     }
@@ -36,6 +42,7 @@ impl Scope {
     fn parse(s: &str) -> Option<Self> {
         match s {
             "token" => Some(Scope::Token),
+            "oauth" => Some(Scope::Oauth),
             "gateway" => Some(Scope::Gateway),
             _ => None,
         }
@@ -129,6 +136,8 @@ impl fmt::Display for Rate {
 pub struct RateConfig {
     /// Default for the token endpoint.
     pub token: Rate,
+    /// Default for introspection, revocation and pushed authorization requests.
+    pub oauth: Rate,
     /// Default for the gateway.
     pub gateway: Rate,
     /// `(client id, scope)` → rate, from `rate_limit.clients`.
@@ -142,7 +151,7 @@ impl RateConfig {
         let mut out = HashMap::new();
         for entry in v.split(';').map(str::trim).filter(|e| !e.is_empty()) {
             let bad = || {
-                format!("\"{entry}\" is not CLIENT_ID:SCOPE=RATE (SCOPE token or gateway, RATE like 100/s)")
+                format!("\"{entry}\" is not CLIENT_ID:SCOPE=RATE (SCOPE token, oauth or gateway, RATE like 100/s)")
             };
             let (who, rate) = entry.split_once('=').ok_or_else(bad)?;
             let (client, scope) = who.trim().rsplit_once(':').ok_or_else(bad)?;
@@ -159,6 +168,7 @@ impl RateConfig {
     fn rate(&self, client_id: &str, scope: Scope) -> Rate {
         let default = match scope {
             Scope::Token => self.token,
+            Scope::Oauth => self.oauth,
             Scope::Gateway => self.gateway,
         };
         // Most deployments set no per-client rate: then no key is built (an allocation per
@@ -265,10 +275,13 @@ mod tests {
 
     #[test]
     fn client_overrides_name_a_client_a_scope_and_a_rate() {
-        let m =
-            RateConfig::parse_clients("tpp_a:gateway=50/s burst 100; tpp_b:token=off;").unwrap();
-        assert_eq!(m.len(), 2);
+        let m = RateConfig::parse_clients(
+            "tpp_a:gateway=50/s burst 100; tpp_b:token=off; tpp_b:oauth=off",
+        )
+        .unwrap();
+        assert_eq!(m.len(), 3);
         assert_eq!(m[&("tpp_b".to_owned(), Scope::Token)], Rate::Off);
+        assert_eq!(m[&("tpp_b".to_owned(), Scope::Oauth)], Rate::Off);
         for bad in [
             "tpp_a=5/s",
             "tpp_a:payments=5/s",
@@ -283,6 +296,7 @@ mod tests {
     async fn a_bucket_empties_per_client_and_per_scope() {
         let config = RateConfig {
             token: Rate::parse("2/min").unwrap(),
+            oauth: Rate::parse("1/min").unwrap(),
             gateway: Rate::Off,
             clients: RateConfig::parse_clients("vip:token=5/min").unwrap(),
         };
@@ -301,6 +315,8 @@ mod tests {
         for _ in 0..100 {
             assert!(limits.check("a", Scope::Gateway).await.is_ok());
         }
+        assert!(limits.check("a", Scope::Oauth).await.is_ok());
+        assert!(limits.check("a", Scope::Oauth).await.is_err());
         for _ in 0..5 {
             assert!(limits.check("vip", Scope::Token).await.is_ok());
         }

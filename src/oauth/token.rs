@@ -639,6 +639,10 @@ pub async fn introspect(
 ) -> Result<Json<Value>, ApiError> {
     let params = parse_form(&headers, &body)?;
     let auth = authenticate(&state, &headers, &params, addr.0, Some(&interaction.0)).await?;
+    state
+        .limits
+        .take(&auth.client.client_id, crate::limits::Scope::Oauth)
+        .await?;
     let token = params
         .get("token")
         .ok_or_else(|| bad("invalid_request", "token is required"))?;
@@ -674,6 +678,10 @@ pub async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     let params = parse_form(&headers, &body)?;
     let auth = authenticate(&state, &headers, &params, addr.0, Some(&interaction.0)).await?;
+    state
+        .limits
+        .take(&auth.client.client_id, crate::limits::Scope::Oauth)
+        .await?;
     let token = params
         .get("token")
         .ok_or_else(|| bad("invalid_request", "token is required"))?;
@@ -723,11 +731,14 @@ pub async fn revoke(
             .on("access_token", c.jti.clone())
             .interaction(Some(&interaction.0));
             let expires = crate::clock::Timestamp::from_millis(c.exp * 1000);
-            state
+            // Already on the deny list: nothing written, nothing to forget.
+            if state
                 .store
                 .revoke_token(&c.jti, &c.client_id, expires, &event)
-                .await?;
-            state.tokens_revoked(&Invalidation::Token(c.jti.clone()));
+                .await?
+            {
+                state.tokens_revoked(&Invalidation::Token(c.jti.clone()));
+            }
         }
     }
     Ok(StatusCode::OK)

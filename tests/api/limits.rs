@@ -99,6 +99,61 @@ async fn the_token_endpoint_limits_each_authenticated_client_and_audits_the_refu
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
 }
 
+#[tokio::test]
+async fn introspection_revocation_and_pushed_requests_share_one_budget_per_client() {
+    let app = spawn_with(&[("OBGATE_RATE_LIMIT_OAUTH", "3/min")]).await;
+    let (a, a_secret) = register(&app, json!({"client_name": "A"})).await;
+    let token = form(&app, "/oauth2/token", Some((&a, &a_secret)), CC).await;
+    assert_eq!(token.status, 200, "{}", token.text());
+    let token = token.json()["access_token"].as_str().unwrap().to_owned();
+    let introspect = format!("token={token}");
+    // One each of the three, then the budget is used up whichever is asked next.
+    let r = form(
+        &app,
+        "/oauth2/introspect",
+        Some((&a, &a_secret)),
+        &introspect,
+    )
+    .await;
+    assert_eq!(r.json()["active"], true);
+    let r = form(&app, "/oauth2/revoke", Some((&a, &a_secret)), &introspect).await;
+    assert_eq!(r.status, 200);
+    let r = form(
+        &app,
+        "/oauth2/par",
+        Some((&a, &a_secret)),
+        "response_type=code",
+    )
+    .await;
+    assert_eq!(r.status, 400, "a malformed push counts too: {}", r.text());
+    for path in ["/oauth2/introspect", "/oauth2/revoke", "/oauth2/par"] {
+        let r = form(&app, path, Some((&a, &a_secret)), &introspect).await;
+        assert_eq!(r.status, 429, "{path}");
+        assert_eq!(r.json()["error"], "rate_limited", "{path}");
+        assert!((1..=20).contains(&retry_after(&r)), "{path}");
+    }
+    // The token endpoint keeps its own budget; another client has its own; naming A without
+    // its secret is refused as unauthenticated, not counted.
+    assert_eq!(
+        form(&app, "/oauth2/token", Some((&a, &a_secret)), CC)
+            .await
+            .status,
+        200
+    );
+    let (b, b_secret) = register(&app, json!({"client_name": "B"})).await;
+    let r = form(
+        &app,
+        "/oauth2/introspect",
+        Some((&b, &b_secret)),
+        &introspect,
+    )
+    .await;
+    assert_eq!(r.status, 200, "B's budget is its own");
+    assert_eq!(r.json()["active"], false, "A's (revoked) token");
+    let r = form(&app, "/oauth2/introspect", Some((&a, "wrong")), &introspect).await;
+    assert_eq!(r.status, 401);
+}
+
 async fn get_accounts(app: &TestApp, token: &str) -> Resp {
     app.send(
         app.request(Method::GET, &format!("{AISP}/accounts"))
