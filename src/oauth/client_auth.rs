@@ -307,9 +307,11 @@ pub async fn authenticate(
         Ok(p) => p,
         Err(e) => {
             // Credentials that cannot even be read name no client, but they come from an
-            // address: a locked one is refused before anything is written, and the 401s
-            // count against it, so an anonymous loop of them is not an audit write each
-            // forever.
+            // address: a locked one is refused before anything is written, and the refusals
+            // (401, and the 400s for two methods at once or a wrong assertion type) count
+            // against it, so an anonymous loop of them is not an audit write each forever. A
+            // client misconfigured that way locks its address as one sending a wrong secret
+            // does.
             let subjects: Vec<Subject> = addr.map(Subject::Address).into_iter().collect();
             if let Some(wait) = lockout.locked(&subjects).await {
                 return Err(crate::limits::locked_out(wait));
@@ -334,15 +336,21 @@ pub async fn authenticate(
     }
 }
 
-/// A refusal counted against `subjects` when it is a failed authentication (401): the locks
-/// it sets are audited, and the answer waits out the lockout's delay. Answers the refusal.
+/// A refusal counted against `subjects` when it is a failed authentication (401, or 400 for
+/// credentials presented wrongly): the locks it sets are audited, and the answer waits out
+/// the lockout's delay. A store error (5xx) does not count. Answers the refusal.
 async fn counted(
     state: &AppState,
     subjects: &[Subject],
     refusal: ApiError,
     interaction: Option<&str>,
 ) -> Result<ApiError, ApiError> {
-    if refusal.status() != axum::http::StatusCode::UNAUTHORIZED || subjects.is_empty() {
+    use axum::http::StatusCode;
+    let failed = matches!(
+        refusal.status(),
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED
+    );
+    if !failed || subjects.is_empty() {
         return Ok(refusal);
     }
     let after = state.limits.lockout.failed(subjects).await;

@@ -291,8 +291,9 @@ async fn an_address_that_sprays_many_ids_is_locked_and_others_are_not() {
     assert_eq!(r.status, 200);
 }
 
-/// Credentials that cannot be read (no client id to count against) still count against the
-/// address they come from: once it is locked, they are refused without an audit row each.
+/// Credentials that cannot be read (no client id to count against), or are presented wrongly,
+/// still count against the address they come from: once it is locked, they are refused
+/// without an audit row each.
 #[tokio::test]
 async fn unreadable_credentials_count_against_their_address() {
     let app = spawn_with(&[
@@ -328,6 +329,20 @@ async fn unreadable_credentials_count_against_their_address() {
         audited,
         "a locked address's attempts write nothing"
     );
+    // Credentials presented wrongly (two methods at once, a 400) count the same way.
+    let both_methods = |ip: &'static str| {
+        app.send(
+            app.request(Method::POST, "/oauth2/token")
+                .basic_auth(&id, Some(&secret))
+                .header("x-forwarded-for", ip)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("{CC}&client_id={id}&client_secret={secret}")),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(both_methods("203.0.113.61").await.status, 400);
+    }
+    assert_eq!(both_methods("203.0.113.61").await.status, 429);
     // The lock is the address's: the real client elsewhere is untouched.
     assert_eq!(
         token_from(&app, &id, &secret, "203.0.113.60").await.status,
