@@ -445,6 +445,20 @@ pub const KEYS: &[KeySpec] = &[
         help: "retries (with exponential backoff) on a provider 5xx or timeout before the check ends as `error`/`timeout` (0–10)",
     },
     KeySpec {
+        toml: "kyc.poll_interval",
+        env: "OBGATE_KYC_POLL_INTERVAL",
+        default: Some("2s"),
+        secret: false,
+        help: "how soon a provider check that answered `pending` is asked again",
+    },
+    KeySpec {
+        toml: "kyc.pending_limit",
+        env: "OBGATE_KYC_PENDING_LIMIT",
+        default: Some("24h"),
+        secret: false,
+        help: "a provider check still `pending` this long after it started ends as `timeout` (retriable)",
+    },
+    KeySpec {
         toml: "kyc.document_max_bytes",
         env: "OBGATE_KYC_DOCUMENT_MAX_BYTES",
         default: Some("5MiB"),

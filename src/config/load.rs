@@ -416,6 +416,16 @@ pub(super) fn load(
         Ok(n) if n <= 10 => Ok(n),
         _ => Err(format!("\"{v}\" is not a whole number from 0 to 10")),
     });
+    let poll_interval = layers.parse("kyc.poll_interval", |v| {
+        parse_duration(v, Duration::from_millis(10), Duration::from_secs(3600))
+    });
+    let pending_limit = layers.parse("kyc.pending_limit", |v| {
+        parse_duration(
+            v,
+            Duration::from_secs(1),
+            Duration::from_secs(30 * 24 * 3600),
+        )
+    });
     let document_max_bytes = layers.parse("kyc.document_max_bytes", |v| {
         let b: bytesize::ByteSize = v
             .parse()
@@ -671,6 +681,8 @@ pub(super) fn load(
                 provider: provider?,
                 provider_timeout: provider_timeout?,
                 provider_retries: provider_retries?,
+                poll_interval: poll_interval?,
+                pending_limit: pending_limit?,
                 document_max_bytes: document_max_bytes?,
                 aml_retention: aml_retention?,
             },

@@ -382,6 +382,11 @@ pub struct KycConfig {
     pub provider_timeout: Duration,
     /// Retries on provider 5xx or timeouts.
     pub provider_retries: u32,
+    /// Delay before a pending provider check is asked again.
+    pub poll_interval: Duration,
+    /// How long a check may stay pending before it ends as `timeout`: a provider that never
+    /// decides must not hold the customer in `initialized`, where nothing else moves them.
+    pub pending_limit: Duration,
     /// Largest accepted decoded document image.
     pub document_max_bytes: usize,
     /// How long an erased customer's KYC evidence is kept for AML record-keeping.

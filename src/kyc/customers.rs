@@ -300,7 +300,10 @@ fn locked(row: &CustomerRow) -> ApiError {
     }
 }
 
-/// Updates a customer's profile; refused once KYC passed.
+/// Updates a customer's profile: before a verification, or after one that ended without a
+/// pass. Refused while a check runs on the details it was started with (the provider, the
+/// KBA questions built from them, the documents under review) and once KYC passed: an edit
+/// then would let a pass, or a return from suspension, stand for details nobody checked.
 pub async fn update(
     state: &AppState,
     customer_id: &str,
@@ -309,8 +312,32 @@ pub async fn update(
     actor: &Actor,
 ) -> Result<Opened, ApiError> {
     let mut o = open(state, customer_id).await?;
-    if KycStatus::parse(&o.row.kyc_status) == Some(KycStatus::Passed) {
-        return Err(locked(&o.row));
+    match KycStatus::parse(&o.row.kyc_status) {
+        Some(KycStatus::Passed) => return Err(locked(&o.row)),
+        Some(KycStatus::Suspended) => {
+            return Err(ApiError::Conflict {
+                code: "kyc_suspended",
+                message: "customer details cannot change while the customer is suspended by \
+                          monitoring; a compliance review decides first"
+                    .into(),
+            })
+        }
+        Some(
+            status @ (KycStatus::Initialized
+            | KycStatus::KbaTriggered
+            | KycStatus::DocumentRequired
+            | KycStatus::UnderReview),
+        ) => {
+            return Err(ApiError::Conflict {
+                code: "kyc_in_progress",
+                message: format!(
+                    "customer details cannot change while KYC is {}: the verification runs on \
+                     the details it was started with; change them once it has an outcome",
+                    status.as_str()
+                ),
+            })
+        }
+        _ => {}
     }
     let profile = parse_profile(body, Some(&o.profile), today(state))?;
     let now = state.clock.now();

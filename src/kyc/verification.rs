@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
@@ -21,9 +20,6 @@ use crate::store::events::EventRow;
 use crate::store::kyc::{
     CustomerRow, DocumentRow, IdempotencyClaim, KycJobRow, KycWrite, TransitionRow, WriteOutcome,
 };
-
-/// How long to wait before polling a provider that answered `pending`.
-pub const POLL_DELAY: Duration = Duration::from_secs(2);
 
 /// The worker's identity in transitions and audit rows.
 pub fn worker_actor() -> Actor {
@@ -610,6 +606,9 @@ pub async fn run_job(state: &AppState, job: &KycJobRow) -> Result<(), ApiError> 
     let reference = reference(&o);
     let provider = state.provider.clone();
     let result = match (job.kind.as_str(), &job.provider_ref) {
+        // A check that answered `pending` is polled, documents included (sending them again
+        // would start another review).
+        (_, Some(r)) => provider.poll(r).await,
         ("documents", _) => {
             let kinds: BTreeMap<String, String> = o
                 .row
@@ -623,7 +622,6 @@ pub async fn run_job(state: &AppState, job: &KycJobRow) -> Result<(), ApiError> 
                 .review_documents(&reference, &applicant, &docs)
                 .await
         }
-        (_, Some(r)) => provider.poll(r).await,
         _ => provider.verify(&reference, &applicant).await,
     };
     let now = state.clock.now();
@@ -635,11 +633,19 @@ pub async fn run_job(state: &AppState, job: &KycJobRow) -> Result<(), ApiError> 
             decision: Decision::Pending(r),
             ..
         }) => {
-            state
-                .store
-                .reschedule_kyc_job(&job.id, now.plus(POLL_DELAY), Some(&r))
-                .await?;
-            return Ok(());
+            let kyc = &state.config.kyc;
+            if job.created_at.plus(kyc.pending_limit) > now {
+                state
+                    .store
+                    .reschedule_kyc_job(&job.id, now.plus(kyc.poll_interval), Some(&r))
+                    .await?;
+                return Ok(());
+            }
+            // Still pending past `kyc.pending_limit`: the check ends as `timeout`, which the
+            // bank may start again. Documents stay under review, where a reviewer decides.
+            if !documents_job {
+                fail(&mut change, &ProviderError::Timeout, &actor);
+            }
         }
         Ok(outcome) => {
             change.row.kyc_reasons = Some(json!(outcome.reasons).to_string());
@@ -699,6 +705,37 @@ pub async fn run_job(state: &AppState, job: &KycJobRow) -> Result<(), ApiError> 
                 .store
                 .finish_kyc_job(&job.id, state.clock.now())
                 .await?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Ends a job the worker keeps failing to run (claimed more than
+/// [`super::worker::MAX_ATTEMPTS`] times: a crash loop, a store that keeps refusing its
+/// write). A verification still in `initialized` ends as `error`, which the bank may start
+/// again; without this the customer would stay `initialized`, where nothing else moves them.
+/// Documents stay under review, where a reviewer decides.
+pub async fn abandon_job(state: &AppState, job: &KycJobRow) -> Result<(), ApiError> {
+    let now = state.clock.now();
+    let row = match state.store.get_customer(&job.customer_id).await? {
+        Some(row) if row.erased_at.is_none() && row.kyc_version == job.kyc_version => row,
+        _ => {
+            state.store.finish_kyc_job(&job.id, now).await?;
+            return Ok(());
+        }
+    };
+    let mut change = Change::new(&row, now);
+    change.finish_job = Some(job.id.clone());
+    if job.kind != "documents" {
+        let failure =
+            ProviderError::Failed("the check was abandoned after repeated failures".into());
+        fail(&mut change, &failure, &worker_actor());
+    }
+    match change.commit(state, None).await {
+        Ok(_) => Ok(()),
+        Err(ApiError::Conflict { .. }) => {
+            state.store.finish_kyc_job(&job.id, now).await?;
             Ok(())
         }
         Err(e) => Err(e),

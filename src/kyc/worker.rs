@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use crate::state::AppState;
 
-/// A job claimed more often than this (a crash loop) ends as `error`.
+/// A job claimed more often than this (a crash loop) ends as `error`. A provider answering
+/// `pending` is not a failure: each such answer starts the count again.
 pub const MAX_ATTEMPTS: i32 = 5;
 
 /// Runs until `stop` says so.
@@ -40,7 +41,9 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
             Ok(Some(job)) => {
                 if job.attempts > MAX_ATTEMPTS {
                     tracing::error!(job_id = %job.id, "KYC job keeps failing; giving up");
-                    let _ = state.store.finish_kyc_job(&job.id, now).await;
+                    if let Err(e) = super::verification::abandon_job(&state, &job).await {
+                        tracing::warn!(job_id = %job.id, error = %e, "cannot close the KYC job; it will be tried again");
+                    }
                     continue;
                 }
                 if let Err(e) = super::verification::run_job(&state, &job).await {

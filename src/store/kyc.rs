@@ -239,7 +239,8 @@ pub trait KycStore: Send + Sync {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<Option<KycJobRow>, StoreError>;
-    /// Puts a job back for later (a pending provider check, a retry).
+    /// Puts a job back for later after a provider answered `pending`: the answer is progress,
+    /// so the job's failed-attempt count starts again.
     async fn reschedule_kyc_job(
         &self,
         id: &str,
@@ -658,7 +659,7 @@ macro_rules! kyc_store_impl {
             ) -> Result<(), $crate::store::StoreError> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(
-                    "UPDATE kyc_jobs SET run_after = $1, locked_until = NULL, \
+                    "UPDATE kyc_jobs SET run_after = $1, locked_until = NULL, attempts = 0, \
                      provider_ref = COALESCE($2, provider_ref) WHERE id = $3 AND state = 'pending'",
                 )
                 .bind(run_after)

@@ -507,9 +507,32 @@ async fn kba_passes_on_right_answers_and_fails_to_review_after_three_rounds() {
         !v.to_string().contains("\"answer\""),
         "the answer key is never shown"
     );
+    // The questions were built from the details the check started with: they cannot change
+    // now, or the answers would pass details nobody checked.
+    let r = app
+        .send(
+            app.admin(Method::PATCH, &format!("/api/v0/customers/{id}"))
+                .json(&json!({"first_name": "Someone", "dob": "1970-01-01"})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["code"], "kyc_in_progress");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("kba triggered"),
+        "{}",
+        r.text()
+    );
     let r = app.send(kba(&id, right_answers(&v))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["kyc_status"], "passed");
+    let customer = app
+        .admin_get(&format!("/api/v0/customers/{id}"))
+        .await
+        .json();
+    assert_eq!(customer["first_name"], "xyz", "{customer}");
 
     // Three wrong rounds fail, queue a manual review, and a fourth attempt is refused.
     let id = create_customer(&app, "xyz").await;

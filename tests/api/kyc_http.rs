@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 
 use obgate::kyc::{status_of, KycStatus};
 
+use reqwest::Method;
+
 use crate::helpers::spawn_with;
 use crate::kyc::{create_customer, start_kyc, verification, wait_for};
 
@@ -92,15 +94,127 @@ async fn provider(script: Script) -> String {
 }
 
 async fn app_with(url: &str, timeout: &str) -> crate::helpers::TestApp {
-    spawn_with(&[
+    app_with_env(url, timeout, &[]).await
+}
+
+async fn app_with_env(url: &str, timeout: &str, env: &[(&str, &str)]) -> crate::helpers::TestApp {
+    let mut all = vec![
         ("OBGATE_KYC_PROVIDER", "http"),
         ("OBGATE_KYC_PROVIDER_URL", url),
         ("OBGATE_KYC_PROVIDER_API_KEY", "provider-secret"),
         ("OBGATE_KYC_PROVIDER_TIMEOUT", timeout),
         ("OBGATE_KYC_PROVIDER_RETRIES", "2"),
         ("OBGATE_WORKERS_POLL_INTERVAL", "50ms"),
-    ])
-    .await
+    ];
+    all.extend_from_slice(env);
+    spawn_with(&all).await
+}
+
+fn pending() -> (u16, Value) {
+    (200, json!({"status": "pending"}))
+}
+
+fn polls(script: &Script) -> usize {
+    let seen = script.seen.lock().unwrap();
+    seen.iter().filter(|s| s.0 == "GET").count()
+}
+
+#[tokio::test]
+async fn a_check_pending_for_many_polls_reaches_its_outcome_on_the_details_it_started_with() {
+    let mut gets = vec![pending(); 10];
+    gets.push((200, json!({"status": "approved"})));
+    let script = Script {
+        puts: Arc::new(Mutex::new(vec![pending()])),
+        gets: Arc::new(Mutex::new(gets)),
+        ..Script::default()
+    };
+    let url = provider(script.clone()).await;
+    let app = app_with_env(&url, "2s", &[("OBGATE_KYC_POLL_INTERVAL", "20ms")]).await;
+    let id = create_customer(&app, "Jane").await;
+    start_kyc(&app, &id, "123-45-6789").await;
+    // While the provider checks them, the details cannot change.
+    let r = app
+        .send(
+            app.admin(Method::PATCH, &format!("/api/v0/customers/{id}"))
+                .json(&json!({"first_name": "Someone"})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["code"], "kyc_in_progress");
+    // Ten answers of `pending` are the provider at work, not failures of the job.
+    wait_for(&app, &id, "passed").await;
+    assert_eq!(polls(&script), 11);
+    let customer = app
+        .admin_get(&format!("/api/v0/customers/{id}"))
+        .await
+        .json();
+    assert_eq!(customer["first_name"], "Jane");
+}
+
+#[tokio::test]
+async fn a_check_pending_past_the_limit_ends_in_timeout_and_can_start_again() {
+    let script = Script {
+        puts: Arc::new(Mutex::new(vec![pending()])),
+        gets: Arc::new(Mutex::new(vec![pending()])),
+        ..Script::default()
+    };
+    let url = provider(script.clone()).await;
+    let app = app_with_env(
+        &url,
+        "2s",
+        &[
+            ("OBGATE_KYC_POLL_INTERVAL", "100ms"),
+            ("OBGATE_KYC_PENDING_LIMIT", "1s"),
+        ],
+    )
+    .await;
+    let id = create_customer(&app, "Jane").await;
+    start_kyc(&app, &id, "123-45-6789").await;
+    let v = wait_for(&app, &id, "timeout").await;
+    assert!(polls(&script) >= 5, "polled until the limit");
+    let history = v["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{v}");
+    // `timeout` is retriable: the details may be corrected and the check started again.
+    let r = app
+        .send(
+            app.admin(Method::PATCH, &format!("/api/v0/customers/{id}"))
+                .json(&json!({"first_name": "Janet"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    *script.puts.lock().unwrap() = vec![(200, json!({"status": "approved"}))];
+    start_kyc(&app, &id, "123-45-6789").await;
+    wait_for(&app, &id, "passed").await;
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_to_run_ends_in_error_not_stuck_in_initialized() {
+    let script = Script {
+        puts: Arc::new(Mutex::new(vec![pending()])),
+        gets: Arc::new(Mutex::new(vec![pending()])),
+        ..Script::default()
+    };
+    let url = provider(script.clone()).await;
+    let app = app_with_env(&url, "2s", &[("OBGATE_KYC_POLL_INTERVAL", "1s")]).await;
+    let id = create_customer(&app, "Jane").await;
+    start_kyc(&app, &id, "123-45-6789").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while script.seen.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the check never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The job as a crash loop leaves it: claimed again and again without an outcome.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.db
+        .exec("UPDATE kyc_jobs SET attempts = 6 WHERE state = 'pending'")
+        .await;
+    let v = wait_for(&app, &id, "error").await;
+    let last = v["history"].as_array().unwrap().last().cloned().unwrap();
+    assert_eq!(last["to"], "error", "{v}");
+    // `error` is retriable.
+    *script.puts.lock().unwrap() = vec![(200, json!({"status": "approved"}))];
+    start_kyc(&app, &id, "123-45-6789").await;
+    wait_for(&app, &id, "passed").await;
 }
 
 #[tokio::test]
