@@ -6,8 +6,10 @@
 //!   bad field listed), repeats of stored transaction ids are skipped, the rest are scored in
 //!   booking order, each against the history before it (the stored one, plus the batch so
 //!   far), and stored with the alerts they open in one database transaction together with the
-//!   customer's KYC change. A race with a concurrent batch re-reads and scores again, so a
-//!   transaction is never counted twice.
+//!   customer's KYC change. Every write for a customer checks the customer's monitoring
+//!   version read before scoring (see [`crate::store::monitoring`]): a batch that raced a
+//!   concurrent one (or a resolution) re-reads and scores again, so concurrent single-payment
+//!   batches are scored against each other, and a transaction is never counted twice.
 //! - **Assess** (`POST /api/v0/transactions/assess`): the same scoring, nothing stored.
 //! - **Rules** live in [`rules`] (pure functions, thresholds from config); the customer's
 //!   due-diligence rating ([`rating`]) tightens them.
@@ -319,6 +321,8 @@ async fn try_ingest(
     actor: &Actor,
 ) -> Result<Option<Value>, ApiError> {
     let cfg = &state.config.monitoring;
+    // Read first: everything below is decided on reads made after it.
+    let version = state.store.monitoring_version(customer_id).await?;
     let row = crate::kyc::customers::live_row(state, customer_id).await?;
     let now = state.clock.now();
     let ids: Vec<String> = batch.iter().map(|i| i.txn.transaction_id.clone()).collect();
@@ -450,12 +454,16 @@ async fn try_ingest(
         }
         let open_after = open.len() + alerts.len();
         rerate(state, &mut c, open_after, now, "monitoring.alert")?;
-        if !c.transitions.is_empty() || c.row.risk_rating != row.risk_rating {
+        if !c.transitions.is_empty()
+            || c.row.risk_rating != row.risk_rating
+            || c.row.risk_factors != row.risk_factors
+        {
             change = Some(c);
         }
     }
 
     let w = MonitoringWrite {
+        customer: (customer_id, version),
         transactions: rows,
         alerts,
         resolve: None,
@@ -656,6 +664,9 @@ pub async fn resolve(
             .ok_or_else(|| ApiError::NotFound {
                 message: format!("no alert {alert_id}"),
             })?;
+        // Read before the customer and the other open alerts: a batch opening an alert (or
+        // another resolution) meanwhile makes this one decide again.
+        let version = state.store.monitoring_version(&alert.customer_id).await?;
         if alert.status != "open" {
             return Err(ApiError::Conflict {
                 code: "alert_already_resolved",
@@ -699,7 +710,9 @@ pub async fn resolve(
             }
         }
         rerate(state, &mut c, others.len(), now, "monitoring.resolved")?;
-        let changed = !c.transitions.is_empty() || c.row.risk_rating != row.risk_rating;
+        let changed = !c.transitions.is_empty()
+            || c.row.risk_rating != row.risk_rating
+            || c.row.risk_factors != row.risk_factors;
         let mut entry = actor
             .event(now, "monitoring.alert.resolve")
             .on("alert", alert_id.to_owned());
@@ -710,6 +723,7 @@ pub async fn resolve(
             now,
         )];
         let w = MonitoringWrite {
+            customer: (&alert.customer_id, version),
             transactions: Vec::new(),
             alerts: Vec::new(),
             resolve: Some(Resolution {

@@ -3,9 +3,14 @@
 //! A monitoring change is one transaction: the new transactions, the alerts they open (or the
 //! alert being resolved), the customer's KYC change if any (suspension, restoration, manual
 //! review, a new risk rating, through the same optimistic write as every KYC change), and the
-//! events and audit rows. A transaction id already stored (a concurrent batch won the race)
-//! makes the whole write [`WriteOutcome::Stale`] so the caller re-reads and tries again; it is
-//! never counted twice.
+//! events and audit rows.
+//!
+//! Every change for a customer checks and bumps the customer's `monitoring_version`, read
+//! before anything it was decided on: a batch scored without a concurrent batch's
+//! transactions, or a resolution decided without an alert opened meanwhile, is
+//! [`WriteOutcome::Stale`] and the caller re-reads and decides again. So a burst of
+//! single-payment batches is scored as the sequence it is, and a transaction is never counted
+//! twice. (On PostgreSQL the bump also locks the customer's row until the commit.)
 
 use std::collections::HashSet;
 
@@ -99,6 +104,8 @@ pub struct Resolution {
 
 /// One monitoring change (see the module docs).
 pub struct MonitoringWrite<'a> {
+    /// The customer, and the `monitoring_version` read before the change was decided.
+    pub customer: (&'a str, i64),
     /// New transactions (none may exist yet).
     pub transactions: Vec<MonitoredRow>,
     /// Alerts opened.
@@ -142,8 +149,11 @@ pub trait MonitoringStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<MonitoredRow>, StoreError>;
-    /// Applies a monitoring change; `Stale` when a transaction exists already, the alert is
-    /// no longer open, or the KYC write is stale.
+    /// The customer's `monitoring_version` (0 for no such customer), to read before deciding
+    /// a change.
+    async fn monitoring_version(&self, customer_id: &str) -> Result<i64, StoreError>;
+    /// Applies a monitoring change; `Stale` when the customer's monitoring version moved, a
+    /// transaction exists already, the alert is no longer open, or the KYC write is stale.
     async fn write_monitoring(&self, w: &MonitoringWrite<'_>) -> Result<WriteOutcome, StoreError>;
     /// One alert.
     async fn get_alert(&self, alert_id: &str) -> Result<Option<AlertRow>, StoreError>;
@@ -224,32 +234,48 @@ macro_rules! monitoring_store_impl {
                 .await?)
             }
 
+            #[tracing::instrument(skip_all, fields(customer_id = %customer_id))]
+            async fn monitoring_version(
+                &self,
+                customer_id: &str,
+            ) -> Result<i64, $crate::store::StoreError> {
+                let version: Option<i64> = sqlx::query_scalar(
+                    "SELECT monitoring_version FROM customers WHERE customer_id = $1",
+                )
+                .bind(customer_id)
+                .fetch_optional(self.pool())
+                .await?;
+                Ok(version.unwrap_or(0))
+            }
+
             #[tracing::instrument(skip_all)]
             async fn write_monitoring(
                 &self,
                 w: &$crate::store::monitoring::MonitoringWrite<'_>,
             ) -> Result<$crate::store::kyc::WriteOutcome, $crate::store::StoreError> {
                 use $crate::store::kyc::WriteOutcome;
-                let plain = w.alerts.is_empty()
+                let nothing = w.transactions.is_empty()
+                    && w.alerts.is_empty()
                     && w.resolve.is_none()
-                    && w.kyc.is_none()
-                    && w.events.is_empty()
-                    && w.audit.is_empty();
-                if plain && !w.transactions.is_empty() && w.transactions.len() <= 500 {
-                    // The common batch: only new transactions, in one statement: atomic on its
-                    // own, and on SQLite it holds the single write lock for one round trip
-                    // instead of three (BEGIN, INSERT, COMMIT). A concurrent
-                    // batch that stored one of these ids first makes the count short: the
-                    // rest are stored (each once), and the caller's retry reports them all
-                    // as repeats.
-                    let stored = self.insert_monitored(&w.transactions).await?;
-                    return Ok(if stored == w.transactions.len() as u64 {
-                        WriteOutcome::Applied
-                    } else {
-                        WriteOutcome::Stale
-                    });
+                    && w.kyc.is_none();
+                if nothing && w.events.is_empty() && w.audit.is_empty() {
+                    // A batch of repeats only.
+                    return Ok(WriteOutcome::Applied);
                 }
                 let mut tx = self.begin_write().await?;
+                let (customer_id, version) = w.customer;
+                let current = sqlx::query(
+                    "UPDATE customers SET monitoring_version = monitoring_version + 1 \
+                     WHERE customer_id = $1 AND monitoring_version = $2",
+                )
+                .bind(customer_id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+                if current.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(WriteOutcome::Stale);
+                }
                 for chunk in w.transactions.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(format!(
                         "INSERT INTO monitored_transactions ({}) ",

@@ -53,25 +53,6 @@ impl PostgresStore {
         &MIGRATOR
     }
 
-    /// Stores new monitored transactions (`INSERT … ON CONFLICT DO NOTHING`); how many rows
-    /// were new. PostgreSQL writers run in parallel.
-    async fn insert_monitored(
-        &self,
-        rows: &[crate::store::monitoring::MonitoredRow],
-    ) -> Result<u64, StoreError> {
-        let mut q = sqlx::QueryBuilder::<Postgres>::new(format!(
-            "INSERT INTO monitored_transactions ({}) ",
-            crate::store::monitoring::MONITORED_COLUMNS
-        ));
-        Self::push_monitored(&mut q, rows);
-        // Each batch size is its own SQL text: not kept prepared (see append_audit_batch).
-        Ok(q.build()
-            .persistent(false)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
-    }
-
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
     }

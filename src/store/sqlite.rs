@@ -93,25 +93,6 @@ impl SqliteStore {
         &MIGRATOR
     }
 
-    /// Stores new monitored transactions (`INSERT … ON CONFLICT DO NOTHING`) in one
-    /// statement on the writer connection; how many rows were new.
-    async fn insert_monitored(
-        &self,
-        rows: &[crate::store::monitoring::MonitoredRow],
-    ) -> Result<u64, StoreError> {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new(format!(
-            "INSERT INTO monitored_transactions ({}) ",
-            crate::store::monitoring::MONITORED_COLUMNS
-        ));
-        Self::push_monitored(&mut q, rows);
-        // Each batch size is its own SQL text: not kept prepared (see append_audit_batch).
-        Ok(q.build()
-            .persistent(false)
-            .execute(&self.writer)
-            .await?
-            .rows_affected())
-    }
-
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
     }

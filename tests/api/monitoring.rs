@@ -290,6 +290,39 @@ async fn confirming_sends_the_customer_to_review_and_flag_policy_only_alerts() {
         .await
         .json();
     assert_eq!(a["action"], "flagged");
+
+    // A customer already rated high (an address in a higher-risk country) keeps the level,
+    // but the open alert is recorded among the rating's factors all the same.
+    let mut body = crate::kyc::customer_body("Jane");
+    body["addresses"][0]["country"] = json!("IR");
+    let r = app
+        .send(app.admin(Method::POST, "/api/v0/customers").json(&body))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let customer = r.json()["customer_id"].as_str().unwrap().to_owned();
+    crate::kyc::start_kyc(&app, &customer, "123-45-6789").await;
+    crate::kyc::wait_for(&app, &customer, "passed").await;
+    let rating = |c: &Value| c["risk_rating"].clone();
+    let before = app
+        .admin_get(&format!("/api/v0/customers/{customer}"))
+        .await
+        .json();
+    assert_eq!(rating(&before)["level"], "high", "{before}");
+    let mut t = txn("wire-2", 1.0, "250.00", "debit", "acct-77");
+    t["counterparty"]["name"] = json!("Ivan Sanctionov");
+    let v = ingest(&app, &customer, vec![t]).await.json();
+    assert_eq!(v["alerts"].as_array().map(Vec::len), Some(1), "{v}");
+    let after = app
+        .admin_get(&format!("/api/v0/customers/{customer}"))
+        .await
+        .json();
+    assert!(
+        rating(&after)["factors"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("monitoring_alert")),
+        "{after}"
+    );
 }
 
 #[tokio::test]
@@ -421,4 +454,143 @@ async fn a_customer_is_rated_when_kyc_passes() {
         .await
         .json();
     assert_eq!(c["risk_rating"], Value::Null);
+}
+
+/// A customer's open alerts (ids, with the action each took) and KYC status.
+async fn held(app: &TestApp, customer: &str) -> (Vec<(String, String)>, String) {
+    let list = app
+        .admin_get(&format!(
+            "/api/v0/alerts?customer_id={customer}&status=open"
+        ))
+        .await
+        .json();
+    let open = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["alert_id"].as_str().unwrap().to_owned(),
+                a["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let status = crate::kyc::verification(app, customer).await["kyc_status"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (open, status)
+}
+
+/// Money in and straight out again: a batch scored high.
+fn mule(tag: &str) -> Vec<Value> {
+    vec![
+        txn(
+            &format!("in-{tag}"),
+            5.0,
+            "20000.00",
+            "credit",
+            "unknown-sender",
+        ),
+        txn(
+            &format!("out-{tag}"),
+            3.0,
+            "19000.00",
+            "debit",
+            &format!("new-payee-{tag}"),
+        ),
+    ]
+}
+
+async fn resolve(app: &TestApp, alert: &str, outcome: &str) -> Resp {
+    app.send(
+        app.admin(Method::POST, &format!("/api/v0/alerts/{alert}/resolve"))
+            .json(&json!({"outcome": outcome, "note": "checked with the customer"})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn single_payment_batches_sent_together_are_scored_against_each_other() {
+    let app = spawn_with(FAST).await;
+    // Three 7,500.00 payments booked at the same moment to three payees, for a new customer
+    // (rated medium: the large-amount line is 8,000.00): whichever is scored last, after the
+    // other two, is high (structuring just under the line, and the day's total over it).
+    let booked = at(0.5);
+    let payment = |n: usize| {
+        let mut t = txn(
+            &format!("p-{n}"),
+            0.5,
+            "7500.00",
+            "debit",
+            &format!("payee-{n}"),
+        );
+        t["booked_at"] = json!(booked);
+        vec![t]
+    };
+    let sequential = passed_customer(&app).await;
+    for n in 0..3 {
+        assert_eq!(ingest(&app, &sequential, payment(n)).await.status, 200);
+    }
+    let (open, status) = held(&app, &sequential).await;
+    assert_eq!((open.len(), status.as_str()), (1, "suspended"));
+    // The same three payments, each in its own request, all at once: the bank's feed posting
+    // payments as they happen. However they interleave, the last one scored sees the others.
+    for round in 0..6 {
+        let customer = passed_customer(&app).await;
+        let (a, b, c) = tokio::join!(
+            ingest(&app, &customer, payment(0)),
+            ingest(&app, &customer, payment(1)),
+            ingest(&app, &customer, payment(2)),
+        );
+        for r in [&a, &b, &c] {
+            assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        }
+        let (open, status) = held(&app, &customer).await;
+        assert_eq!(
+            (open.len(), status.as_str()),
+            (1, "suspended"),
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn alerts_opened_and_cleared_at_once_never_leave_a_hold_without_a_suspension() {
+    let app = spawn_with(FAST).await;
+    for round in 0..4 {
+        // Clearing the one alert while a batch opens another: the new alert holds the
+        // customer, whichever commits first.
+        let customer = passed_customer(&app).await;
+        let v = ingest(&app, &customer, mule("a")).await.json();
+        let first = v["alerts"][0].as_str().unwrap().to_owned();
+        let (cleared, opened) = tokio::join!(
+            resolve(&app, &first, "cleared"),
+            ingest(&app, &customer, mule("b")),
+        );
+        assert_eq!(cleared.status, 200, "{}", cleared.text());
+        assert_eq!(opened.status, 200, "{}", opened.text());
+        let (open, status) = held(&app, &customer).await;
+        assert_eq!(open.len(), 1, "round {round}: {open:?}");
+        assert_eq!(open[0].1, "suspended", "round {round}");
+        assert_eq!(status, "suspended", "round {round}: an open hold");
+
+        // Two alerts cleared at once by two officers: the customer gets access back.
+        let customer = passed_customer(&app).await;
+        ingest(&app, &customer, mule("a")).await;
+        ingest(&app, &customer, mule("b")).await;
+        let (open, status) = held(&app, &customer).await;
+        assert_eq!((open.len(), status.as_str()), (2, "suspended"));
+        let (x, y) = tokio::join!(
+            resolve(&app, &open[0].0, "cleared"),
+            resolve(&app, &open[1].0, "cleared"),
+        );
+        assert_eq!((x.status, y.status), (200, 200));
+        let (open, status) = held(&app, &customer).await;
+        assert_eq!(
+            (open.len(), status.as_str()),
+            (0, "passed"),
+            "round {round}: no alert left, no hold left"
+        );
+    }
 }
