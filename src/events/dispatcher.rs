@@ -28,12 +28,14 @@ pub const MAX_IN_FLIGHT: usize = 8;
 
 /// Runs until `stop` resolves.
 pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let client = match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(state.config.webhooks.timeout)
-        .user_agent(concat!("obgate-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+        .user_agent(concat!("obgate-webhooks/", env!("CARGO_PKG_VERSION")));
+    if state.config.mode == crate::config::Mode::Production {
+        builder = builder.dns_resolver(Arc::new(super::webhooks::PublicOnly));
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhook dispatcher cannot start its HTTP client");

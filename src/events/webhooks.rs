@@ -64,17 +64,34 @@ fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let seg = v6.segments();
+            // IPv6 forms that carry an IPv4 address, which a gateway or the kernel may reach:
+            // mapped (::ffff:a.b.c.d) and compatible (::a.b.c.d), NAT64 (64:ff9b::/96), 6to4
+            // (2002::/16, the address in bits 16–48).
+            let embedded = if let Some(v4) = v6.to_ipv4() {
+                Some(v4)
+            } else if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                Some(Ipv4Addr::from(
+                    (u32::from(seg[6]) << 16) | u32::from(seg[7]),
+                ))
+            } else if seg[0] == 0x2002 {
+                Some(Ipv4Addr::from(
+                    (u32::from(seg[1]) << 16) | u32::from(seg[2]),
+                ))
+            } else {
+                None
+            };
+            if let Some(v4) = embedded.filter(|_| !v6.is_loopback() && !v6.is_unspecified()) {
                 return forbidden_v4(v4);
             }
-            let first = v6.segments()[0];
+            let first = seg[0];
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() || v6.is_multicast() {
                 Some("not a unicast address")
             } else if first & 0xffc0 == 0xfe80 {
                 Some("link-local")
-            } else if first & 0xfe00 == 0xfc00 {
+            } else if first & 0xfe00 == 0xfc00 || seg[..3] == [0x64, 0xff9b, 1] {
                 Some("private (unique local)")
             } else {
                 None
@@ -93,8 +110,34 @@ fn forbidden_v4(v4: Ipv4Addr) -> Option<&'static str> {
         Some("link-local")
     } else if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || o[0] == 0 {
         Some("not a unicast address")
+    } else if o[0] >= 240 || (o[0] == 198 && (o[1] & 0xfe) == 18) || o[..3] == [192, 0, 0] {
+        Some("reserved")
     } else {
         None
+    }
+}
+
+/// The webhook client's resolver in production: only public addresses of a host are
+/// connected to. [`check_destination`] refuses a host that resolves to an internal address,
+/// but the connection resolves the name again; a name answering a public address to the
+/// check and an internal one a moment later (DNS rebinding) would otherwise reach inside the
+/// bank.
+#[derive(Debug)]
+pub struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str();
+            let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, 0))
+                .await?
+                .filter(|a| forbidden_address(a.ip()).is_none())
+                .collect();
+            if public.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -217,11 +260,26 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:a00:1::1",
+            "2002:7f00:1::1",
+            "198.18.0.1",
+            "198.19.255.1",
+            "240.0.0.1",
+            "192.0.0.8",
         ] {
             let ip: IpAddr = bad.parse().unwrap();
             assert!(forbidden_address(ip).is_some(), "{bad} must be refused");
         }
-        for good in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"] {
+        for good in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "64:ff9b::5db8:d822",
+            "198.20.0.1",
+        ] {
             let ip: IpAddr = good.parse().unwrap();
             assert_eq!(forbidden_address(ip), None, "{good} is public");
         }
@@ -241,5 +299,14 @@ mod tests {
             .await
             .is_err());
         assert!(check_destination(&local, Mode::Sandbox).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_delivery_resolver_never_answers_an_internal_address() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let err = PublicOnly.resolve(name).await.err().unwrap();
+        assert!(err.to_string().contains("no public address"), "{err}");
     }
 }
