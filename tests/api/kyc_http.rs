@@ -114,6 +114,23 @@ fn pending() -> (u16, Value) {
     (200, json!({"status": "pending"}))
 }
 
+/// A provider that answers every check and every poll with `pending`.
+fn always_pending() -> Script {
+    Script {
+        puts: Arc::new(Mutex::new(vec![pending()])),
+        gets: Arc::new(Mutex::new(vec![pending()])),
+        ..Script::default()
+    }
+}
+
+async fn rename(app: &crate::helpers::TestApp, id: &str, first_name: &str) -> crate::helpers::Resp {
+    app.send(
+        app.admin(Method::PATCH, &format!("/api/v0/customers/{id}"))
+            .json(&json!({ "first_name": first_name })),
+    )
+    .await
+}
+
 fn polls(script: &Script) -> usize {
     let seen = script.seen.lock().unwrap();
     seen.iter().filter(|s| s.0 == "GET").count()
@@ -133,12 +150,7 @@ async fn a_check_pending_for_many_polls_reaches_its_outcome_on_the_details_it_st
     let id = create_customer(&app, "Jane").await;
     start_kyc(&app, &id, "123-45-6789").await;
     // While the provider checks them, the details cannot change.
-    let r = app
-        .send(
-            app.admin(Method::PATCH, &format!("/api/v0/customers/{id}"))
-                .json(&json!({"first_name": "Someone"})),
-        )
-        .await;
+    let r = rename(&app, &id, "Someone").await;
     assert_eq!(r.status, 409, "{}", r.text());
     assert_eq!(r.json()["code"], "kyc_in_progress");
     // Ten answers of `pending` are the provider at work, not failures of the job.
@@ -153,11 +165,7 @@ async fn a_check_pending_for_many_polls_reaches_its_outcome_on_the_details_it_st
 
 #[tokio::test]
 async fn a_check_pending_past_the_limit_ends_in_timeout_and_can_start_again() {
-    let script = Script {
-        puts: Arc::new(Mutex::new(vec![pending()])),
-        gets: Arc::new(Mutex::new(vec![pending()])),
-        ..Script::default()
-    };
+    let script = always_pending();
     let url = provider(script.clone()).await;
     let app = app_with_env(
         &url,
@@ -175,12 +183,7 @@ async fn a_check_pending_past_the_limit_ends_in_timeout_and_can_start_again() {
     let history = v["history"].as_array().unwrap();
     assert_eq!(history.len(), 2, "{v}");
     // `timeout` is retriable: the details may be corrected and the check started again.
-    let r = app
-        .send(
-            app.admin(Method::PATCH, &format!("/api/v0/customers/{id}"))
-                .json(&json!({"first_name": "Janet"})),
-        )
-        .await;
+    let r = rename(&app, &id, "Janet").await;
     assert_eq!(r.status, 200, "{}", r.text());
     *script.puts.lock().unwrap() = vec![(200, json!({"status": "approved"}))];
     start_kyc(&app, &id, "123-45-6789").await;
@@ -189,11 +192,7 @@ async fn a_check_pending_past_the_limit_ends_in_timeout_and_can_start_again() {
 
 #[tokio::test]
 async fn a_job_that_keeps_failing_to_run_ends_in_error_not_stuck_in_initialized() {
-    let script = Script {
-        puts: Arc::new(Mutex::new(vec![pending()])),
-        gets: Arc::new(Mutex::new(vec![pending()])),
-        ..Script::default()
-    };
+    let script = always_pending();
     let url = provider(script.clone()).await;
     let app = app_with_env(&url, "2s", &[("OBGATE_KYC_POLL_INTERVAL", "1s")]).await;
     let id = create_customer(&app, "Jane").await;
