@@ -484,13 +484,37 @@ impl Clients<'_> {
             .as_deref()
             .and_then(|j| serde_json::from_str(j).ok());
         validate(&row, jwks.as_ref(), self.mode)?;
-        row.updated_at = self.clock.now();
+        let read_at = self.touch(&mut row);
         let audit = self.event(actor, "oauth_client.update", client_id);
-        if !self.store.update_client(&row, &audit).await? {
-            return Err(not_found(client_id));
+        if !self.store.update_client(&row, read_at, &audit).await? {
+            return Err(self.lost(client_id).await);
         }
         self.changed(client_id);
         Ok(ClientView::of(&row))
+    }
+
+    /// Moves `row.updated_at` forward (strictly, so it tells every write apart) and answers
+    /// the value read, for the conditional write.
+    fn touch(&self, row: &mut ClientRow) -> Timestamp {
+        let read_at = row.updated_at;
+        let next = read_at.plus(Duration::from_millis(1));
+        row.updated_at = self.clock.now().max(next);
+        read_at
+    }
+
+    /// Why a conditional write found the client changed: disabled (or gone) meanwhile is a
+    /// 404 as for any disabled client, anything else a 409 to read it again.
+    async fn lost(&self, client_id: &str) -> ApiError {
+        match self.get(client_id).await {
+            Err(e) => e,
+            Ok(_) => ApiError::Conflict {
+                code: "client_changed",
+                message: format!(
+                    "OAuth client {client_id} changed while this request ran (a secret \
+                     rotation or an update); read it again and retry"
+                ),
+            },
+        }
     }
 
     /// Drops this node's cached copy of a registration that just changed.
@@ -502,22 +526,32 @@ impl Clients<'_> {
     }
 
     /// Disables a client: refused everywhere from the next request on. Idempotent.
+    /// A change that raced it (a rotation, an update) is read again and disabled after it:
+    /// a disable is never lost, nor undone by the other write.
     pub async fn disable(&self, client_id: &str, actor: &Actor) -> Result<ClientView, ApiError> {
-        let mut row = self
-            .store
-            .get_client(client_id)
-            .await?
-            .ok_or_else(|| not_found(client_id))?;
-        if row.disabled_at.is_some() {
-            return Ok(ClientView::of(&row));
+        for _ in 0..5 {
+            let mut row = self
+                .store
+                .get_client(client_id)
+                .await?
+                .ok_or_else(|| not_found(client_id))?;
+            if row.disabled_at.is_some() {
+                return Ok(ClientView::of(&row));
+            }
+            let read_at = self.touch(&mut row);
+            row.disabled_at = Some(row.updated_at);
+            let audit = self.event(actor, "oauth_client.disable", client_id);
+            if self.store.update_client(&row, read_at, &audit).await? {
+                self.changed(client_id);
+                return Ok(ClientView::of(&row));
+            }
         }
-        let now = self.clock.now();
-        row.disabled_at = Some(now);
-        row.updated_at = now;
-        let audit = self.event(actor, "oauth_client.disable", client_id);
-        self.store.update_client(&row, &audit).await?;
-        self.changed(client_id);
-        Ok(ClientView::of(&row))
+        Err(ApiError::Conflict {
+            code: "client_changed",
+            message: format!(
+                "OAuth client {client_id} kept changing while it was being disabled; retry"
+            ),
+        })
     }
 
     /// Issues a new secret; the old one keeps working for the grace period.
@@ -544,9 +578,13 @@ impl Clients<'_> {
                 .await
                 .map_err(ApiError::internal)?,
         );
-        row.updated_at = now;
+        let read_at = self.touch(&mut row);
         let audit = self.event(actor, "oauth_client.rotate_secret", client_id);
-        self.store.update_client(&row, &audit).await?;
+        // The new secret is handed out only if it was stored: a disable (or another change)
+        // while it was being hashed wins.
+        if !self.store.update_client(&row, read_at, &audit).await? {
+            return Err(self.lost(client_id).await);
+        }
         self.changed(client_id);
         Ok((ClientView::of(&row), secret))
     }

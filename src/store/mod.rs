@@ -298,10 +298,14 @@ pub trait Store:
         include_disabled: bool,
     ) -> Result<Vec<ClientRow>, StoreError>;
     /// Replaces a client's row (metadata, secrets, disabled state) and audits the change in
-    /// one transaction. `false` when no such client.
+    /// one transaction, if the stored row is still enabled and still the one read (its
+    /// `updated_at` is `read_at`, every write moving it forward). `false` otherwise: no such
+    /// client, disabled, or changed since the read (a rotation, an update or a disable
+    /// meanwhile, which a whole-row write would otherwise undo).
     async fn update_client(
         &self,
         client: &ClientRow,
+        read_at: Timestamp,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 

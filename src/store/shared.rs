@@ -448,6 +448,7 @@ macro_rules! shared_store_impl {
             async fn update_client(
                 &self,
                 c: &$crate::store::ClientRow,
+                read_at: $crate::clock::Timestamp,
                 audit: &$crate::audit::AuditEvent,
             ) -> Result<bool, $crate::store::StoreError> {
                 let mut tx = self.begin_write().await?;
@@ -459,10 +460,12 @@ macro_rules! shared_store_impl {
                          grant_types = $4, scope = $5, token_endpoint_auth_method = $6, \
                          jwks = $7, secret_hash = $8, previous_secret_hash = $9, \
                          previous_secret_expires_at = $10, updated_at = $12, \
-                         disabled_at = $13 WHERE client_id = $1 AND created_at = $11",
+                         disabled_at = $13 WHERE client_id = $1 AND created_at = $11 \
+                         AND updated_at = $14 AND disabled_at IS NULL",
                     ),
                     c,
                 )
+                .bind(read_at)
                 .execute(&mut *tx)
                 .await?;
                 if updated.rows_affected() == 0 {

@@ -523,6 +523,45 @@ async fn secret_rotation_keeps_the_old_secret_for_the_grace_period() {
 }
 
 #[tokio::test]
+async fn a_client_disabled_while_its_secret_rotates_stays_disabled() {
+    let app = spawn().await;
+    let body = "grant_type=client_credentials";
+    for round in 0..6 {
+        let (id, old) = register(&app, json!({"client_name": "Compromised"})).await;
+        let rotate = app.send(app.admin(
+            Method::POST,
+            &format!("/api/v0/oauth-clients/{id}/rotate-secret"),
+        ));
+        // The disable lands while the new secret is being hashed (argon2, tens of ms).
+        let disable = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            app.send(app.admin(Method::DELETE, &format!("/api/v0/oauth-clients/{id}")))
+                .await
+        };
+        let (rotated, disabled) = tokio::join!(rotate, disable);
+        assert_eq!(disabled.status, 204, "round {round}: {}", disabled.text());
+        // The rotation either won (and its secret is now disabled with the client) or found
+        // the client disabled; it never brings the client back.
+        assert!(
+            [200, 404].contains(&rotated.status),
+            "round {round}: {} {}",
+            rotated.status,
+            rotated.text()
+        );
+        let r = app.admin_get(&format!("/api/v0/oauth-clients/{id}")).await;
+        assert_eq!(r.status, 404, "round {round}: {}", r.text());
+        let mut secrets = vec![old];
+        if rotated.status == 200 {
+            secrets.push(rotated.json()["client_secret"].as_str().unwrap().to_owned());
+        }
+        for secret in &secrets {
+            let r = form(&app, "/oauth2/token", Some((&id, secret)), body).await;
+            assert_eq!(r.status, 401, "round {round}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn introspection_and_revocation() {
     let app = spawn().await;
     let (id, secret) = register(&app, json!({"client_name": "Acme"})).await;
