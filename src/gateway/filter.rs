@@ -12,6 +12,10 @@
 //! by the same [`apply`] rules. A body that is not a JSON object, or names a member the walk
 //! decides on twice, takes the `Value` path whole (which reads a repeated key as its last
 //! one). A property test holds the two paths to the same answer.
+//!
+//! Fail closed: a body of a list route whose `Data` does not hold the route's list as an
+//! array (another list, an object, nothing) cannot be filtered, so it is refused, never
+//! copied through: what the walk cannot check would reach the TPP unchecked.
 
 use serde_json::Value;
 use url::Url;
@@ -101,24 +105,27 @@ fn transaction_allowed(item: &Value, grant: &Grant) -> bool {
     direction_ok && in_window
 }
 
-/// Applies the grant to a body of the route's shape, in place.
-pub fn apply(body: &mut Value, grant: &Grant) {
+/// Applies the grant to a body of the route's shape, in place; `false` when the body has
+/// not the route's list (`Data` holding it as an array) and so cannot be filtered.
+#[must_use]
+pub fn apply(body: &mut Value, grant: &Grant) -> bool {
     let shape = grant.matched.route.shape;
     let Some(key) = items_key(shape) else {
-        return;
+        return true;
     };
     let Some(items) = body
         .get_mut("Data")
         .and_then(|d| d.get_mut(key))
         .and_then(Value::as_array_mut)
     else {
-        return;
+        return false;
     };
     items.retain(|item| keep(item, shape, grant));
     let hidden = hidden_fields(shape, grant);
     for item in items.iter_mut() {
         trim(item, hidden);
     }
+    true
 }
 
 /// Removes the fields the grant hides from one item.
@@ -133,20 +140,29 @@ fn trim(item: &mut Value, hidden: &[&str]) {
 /// The grant applied to an upstream JSON body and its links pointed at `public_base`, as
 /// the bytes to send: [`apply`] and [`rewrite_links`] in one pass over the bytes (see the
 /// module docs). `Err` when the body is not JSON.
-pub fn reshape(
-    bytes: &[u8],
-    grant: &Grant,
-    public_base: &str,
-) -> Result<Vec<u8>, serde_json::Error> {
+pub fn reshape(bytes: &[u8], grant: &Grant, public_base: &str) -> Result<Vec<u8>, Unfilterable> {
     if let Some(out) = Walk::new(bytes, grant).body(public_base) {
         return Ok(out);
     }
-    // Not an object, not JSON (which this reports), or a member the walk decides on given
-    // twice: the tree path decides, as `serde_json::Value` reads it (the last one wins).
-    let mut body: Value = serde_json::from_slice(bytes)?;
-    apply(&mut body, grant);
+    // Not an object, not JSON, without the route's list, or a member the walk decides on
+    // given twice: the tree path decides, as `serde_json::Value` reads it (the last one wins).
+    let mut body: Value = serde_json::from_slice(bytes).map_err(Unfilterable::NotJson)?;
+    if !apply(&mut body, grant) {
+        return Err(Unfilterable::NoList);
+    }
     rewrite_links(&mut body, public_base);
-    serde_json::to_vec(&body)
+    serde_json::to_vec(&body).map_err(Unfilterable::NotJson)
+}
+
+/// Why an upstream body cannot be shaped (the gateway answers 502 rather than pass it on).
+#[derive(Debug, thiserror::Error)]
+pub enum Unfilterable {
+    /// Not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// JSON without the route's list under `Data`.
+    #[error("no Data list of the route's shape")]
+    NoList,
 }
 
 /// One pass over an upstream body, writing the reshaped body as it goes. Every method answers
@@ -209,6 +225,10 @@ impl<'j, 'g> Walk<'j, 'g> {
             },
         )?;
         self.json.finish().ok()?;
+        // A list route's body without `Data`: the tree path refuses it.
+        if !seen[0] && items_key(self.grant.matched.route.shape).is_some() {
+            return None;
+        }
         Some(self.out)
     }
 
@@ -289,8 +309,10 @@ impl<'j, 'g> Walk<'j, 'g> {
         let Some(items_key) = items_key(shape) else {
             return self.copy();
         };
+        // Anything but an object holding the list as an array goes to the tree path, which
+        // refuses it.
         if self.json.peek().ok()? != jiter::Peek::Object {
-            return self.copy();
+            return None;
         }
         let mut seen = false;
         self.object(
@@ -309,11 +331,12 @@ impl<'j, 'g> Walk<'j, 'g> {
                     return None;
                 }
                 if walk.json.peek().ok()? != jiter::Peek::Array {
-                    return walk.copy();
+                    return None;
                 }
                 walk.items(shape)
             },
-        )
+        )?;
+        seen.then_some(())
     }
 
     /// The items the grant shows, as [`apply`] keeps and trims them. An item that needs no
@@ -588,7 +611,7 @@ mod tests {
             tx("a1", "Credit", "2026-03-01T10:00:00+00:00"),
             tx("a1", "Debit", "2025-12-31T23:00:00+00:00"),
         ]}});
-        apply(&mut body, &g);
+        assert!(apply(&mut body, &g));
         let items = body["Data"]["Transaction"].as_array().unwrap();
         assert_eq!(items.len(), 1);
         assert!(
@@ -606,7 +629,7 @@ mod tests {
             "Data": {"Account": [{"AccountId": "a1", "Account": [{"Identification": "12345612345678"}]}, {"AccountId": "zz"}]},
             "Links": {"Self": "http://core.bank.internal:8443/api/open-banking/v3.1/aisp/accounts?page=2"}
         });
-        apply(&mut body, &g);
+        assert!(apply(&mut body, &g));
         rewrite_links(&mut body, "https://obgate.example");
         assert_eq!(body["Data"]["Account"].as_array().unwrap().len(), 1);
         assert!(body["Data"]["Account"][0].get("Account").is_none());
@@ -616,12 +639,14 @@ mod tests {
         );
     }
 
-    /// The tree path: what [`reshape`] must always agree with.
-    fn by_tree(body: &Value, g: &Grant) -> Value {
+    /// The tree path: what [`reshape`] must always agree with (`None`: refused).
+    fn by_tree(body: &Value, g: &Grant) -> Option<Value> {
         let mut body = body.clone();
-        apply(&mut body, g);
+        if !apply(&mut body, g) {
+            return None;
+        }
         rewrite_links(&mut body, "https://obgate.example");
-        body
+        Some(body)
     }
 
     #[test]
@@ -684,6 +709,23 @@ mod tests {
             br#"{"Data": {"Account": []}, "Links": {"Self": "/a", "N": [1, }}"#,
         ] {
             assert!(reshape(bad, &g, "https://obgate.example").is_err());
+        }
+        // A body without the route's list cannot be filtered: refused, never copied through.
+        for unlisted in [
+            &br#"{"Data": {"Transaction": [{"AccountId": "zz", "Amount": 1}]}}"#[..],
+            br#"{"Data": {"Account": {"AccountId": "zz"}}}"#,
+            br#"{"Data": [{"AccountId": "zz"}]}"#,
+            br#"{"Meta": {}, "Account": [{"AccountId": "zz"}]}"#,
+            br#"[{"AccountId": "zz"}]"#,
+        ] {
+            assert!(
+                matches!(
+                    reshape(unlisted, &g, "https://obgate.example"),
+                    Err(Unfilterable::NoList)
+                ),
+                "{}",
+                String::from_utf8_lossy(unlisted)
+            );
         }
     }
 
@@ -788,7 +830,9 @@ mod tests {
             fn reshape_answers_as_the_tree_path_does(b in body(), (path, perms) in route()) {
                 let g = grant(path, &perms);
                 let bytes = serde_json::to_vec(&b).unwrap();
-                let fast: Value = serde_json::from_slice(&reshape(&bytes, &g, "https://obgate.example").unwrap()).unwrap();
+                let fast: Option<Value> = reshape(&bytes, &g, "https://obgate.example")
+                    .ok()
+                    .map(|out| serde_json::from_slice(&out).unwrap());
                 prop_assert_eq!(fast, by_tree(&b, &g));
             }
         }

@@ -219,6 +219,9 @@ const HOP_BY_HOP: [&str; 9] = [
     "host",
 ];
 
+/// Request headers never passed to the bank: hop-by-hop ones, the TPP's credentials, any
+/// that would pass as obgate's own or a proxy's, and those that ask for an answer the filter
+/// cannot read (another encoding, a byte range, a conditional `304`).
 fn dropped(name: &HeaderName) -> bool {
     let n = name.as_str();
     HOP_BY_HOP.contains(&n)
@@ -226,9 +229,24 @@ fn dropped(name: &HeaderName) -> bool {
         || n == "cookie"
         || n == "forwarded"
         || n == "content-length"
+        || n == "accept-encoding"
+        || n == "range"
+        || n.starts_with("if-")
         || n.starts_with("x-obgate-")
         || n.starts_with("x-forwarded-")
         || n.starts_with("x-sandbox-")
+}
+
+/// Whether a content type is JSON (`application/json` or a `+json` type, any case).
+fn is_json(content_type: &HeaderValue) -> bool {
+    let Ok(value) = content_type.to_str() else {
+        return false;
+    };
+    let media = value.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case("application/json")
+        || media
+            .get(media.len().saturating_sub(5)..)
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
 }
 
 /// The query sent upstream: booking dates clamped to the consent's window.
@@ -300,6 +318,11 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
             headers.insert(name.clone(), v);
         }
     };
+    if grant.matched.route.shape != Shape::File {
+        // The filter reads JSON only: ask for nothing else (a TPP asking for another type
+        // would otherwise get an answer the filter refuses).
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    }
     add(&mut headers, &CUSTOMER_ID, grant.customer_id());
     add(&mut headers, &CONSENT_ID, grant.consent_id());
     add(&mut headers, &CLIENT_ID, grant.client_id());
@@ -361,12 +384,19 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
-    let is_json = content_type.to_str().is_ok_and(|c| c.contains("json"));
-    if !is_json || grant.matched.route.shape == Shape::File {
-        // Nothing to filter: stream it.
+    if grant.matched.route.shape == Shape::File {
+        // A statement file (permission and account checked): streamed as it came.
         let mut res = Response::new(upstream.into_body());
         res.headers_mut().insert(header::CONTENT_TYPE, content_type);
         return res;
+    }
+    if !is_json(&content_type) {
+        // Fail closed: what the filter cannot read would reach the TPP unfiltered.
+        tracing::warn!(
+            content_type = ?content_type,
+            "upstream answered a filtered route with something other than JSON; refused"
+        );
+        return ApiError::BadGateway.into_response();
     }
     let (upstream, body) = upstream.into_parts();
     let bytes = match http_body_util::Limited::new(body, proxy.max_body)
@@ -382,9 +412,12 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
             return ApiError::BadGateway.into_response();
         }
     };
-    let Ok(body) = super::filter::reshape(&bytes, &grant, state.config.public_base()) else {
-        tracing::warn!("upstream answered malformed JSON");
-        return ApiError::BadGateway.into_response();
+    let body = match super::filter::reshape(&bytes, &grant, state.config.public_base()) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::warn!(error = %e, "upstream answer cannot be filtered; refused");
+            return ApiError::BadGateway.into_response();
+        }
     };
     // The answer reuses the upstream answer's header map, emptied (none of the bank's headers
     // reach the TPP), so it allocates no map of its own: two allocations a gateway read.

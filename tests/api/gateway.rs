@@ -456,6 +456,8 @@ fn the_permission_map_and_the_contract_list_the_same_routes() {
 pub struct FakeBank {
     pub seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
     pub delay: Arc<Mutex<Duration>>,
+    /// When set, every answer is this (content type, body) instead of the JSON below.
+    pub raw: Arc<Mutex<Option<(&'static str, String)>>>,
 }
 
 pub async fn fake_bank(
@@ -478,13 +480,18 @@ pub fn bank_router(bank: FakeBank, extra_account: &'static str) -> axum::Router 
         State((bank, extra)): State<(FakeBank, &'static str)>,
         OriginalUri(uri): OriginalUri,
         headers: HeaderMap,
-    ) -> axum::Json<Value> {
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
         bank.seen
             .lock()
             .unwrap()
             .push((uri.to_string(), headers.clone()));
         let delay = *bank.delay.lock().unwrap();
         tokio::time::sleep(delay).await;
+        let raw = bank.raw.lock().unwrap().clone();
+        if let Some((content_type, body)) = raw {
+            return ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response();
+        }
         let customer = headers["x-obgate-customer-id"].to_str().unwrap().to_owned();
         let mine = obgate::sandbox_bank::account_ids(&customer)[0].clone();
         let tx = |acc: &str, cd: &str, at: &str| {
@@ -510,6 +517,7 @@ pub fn bank_router(bank: FakeBank, extra_account: &'static str) -> axum::Router 
                 {"AccountId": extra, "Currency": "GBP", "AccountType": "Personal", "AccountSubType": "CurrentAccount"}
             ]}, "Links": {"Self": format!("http://core.bank.internal{uri}")}, "Meta": {"TotalPages": 1}})
         })
+        .into_response()
     }
     axum::Router::new()
         .fallback(get(any))
@@ -620,6 +628,69 @@ async fn only_consented_accounts_detail_direction_and_window_reach_the_tpp() {
         q["toBookingDateTime"], "2026-06-30T00:00:00+00:00",
         "the narrower of the two"
     );
+}
+
+#[tokio::test]
+async fn a_bank_answer_the_filter_cannot_read_is_refused_never_passed_on() {
+    let bank = FakeBank::default();
+    let (url, _server) = fake_bank(bank.clone(), "someone-elses").await;
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_UPSTREAM_URL", &url));
+    let app = spawn_with(&env).await;
+    let a = access(
+        &app,
+        json!({"Permissions": ["ReadAccountsBasic"]}),
+        Some(|all| all[..1].to_vec()),
+    )
+    .await;
+    let mine = obgate::sandbox_bank::account_ids(&a.customer_id)[0].clone();
+    let listed = |key: &str| {
+        json!({"Data": {key: [{"AccountId": mine, "Nickname": "Bills"},
+                              {"AccountId": "someone-elses", "Nickname": "Theirs"}]}})
+        .to_string()
+    };
+    let read = |accept: &'static str| {
+        app.send(
+            app.request(Method::GET, &format!("{AISP}/accounts"))
+                .bearer_auth(&a.token)
+                .header("accept", accept)
+                .header("range", "bytes=0-100")
+                .header("accept-encoding", "gzip"),
+        )
+    };
+    for (content_type, body, want) in [
+        // JSON in any case is read, and filtered.
+        ("Application/JSON; charset=utf-8", listed("Account"), 200),
+        ("application/vnd.bank+json", listed("Account"), 200),
+        // Anything else is refused: it would have reached the TPP unfiltered.
+        ("text/plain", listed("Account"), 502),
+        ("application/jose+jwe", listed("Account"), 502),
+        // JSON without the route's list cannot be filtered either.
+        ("application/json", listed("Transaction"), 502),
+        (
+            "application/json",
+            json!({"Data": {"Account": {"AccountId": "someone-elses"}}}).to_string(),
+            502,
+        ),
+    ] {
+        *bank.raw.lock().unwrap() = Some((content_type, body));
+        let r = read("application/jose+jwe").await;
+        assert_eq!(r.status, want, "{content_type}: {}", r.text());
+        assert!(
+            !r.text().contains("someone-elses"),
+            "{content_type}: {}",
+            r.text()
+        );
+        if want == 200 {
+            assert_eq!(r.json()["Data"]["Account"].as_array().unwrap().len(), 1);
+        }
+    }
+    // The bank was asked for JSON, whole, unconditionally, and not compressed.
+    let (_, headers) = bank.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(headers["accept"], "application/json");
+    for gone in ["range", "accept-encoding"] {
+        assert!(headers.get(gone).is_none(), "{gone} reached the bank");
+    }
 }
 
 #[tokio::test]
