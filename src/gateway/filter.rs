@@ -74,7 +74,45 @@ fn keep(item: &Value, shape: Shape, grant: &Grant) -> bool {
         .get("AccountId")
         .and_then(Value::as_str)
         .is_some_and(|a| grant.covers(a));
-    account_ok && (shape != Shape::Transactions || transaction_allowed(item, grant))
+    account_ok
+        && match shape {
+            Shape::Transactions => transaction_allowed(item, grant),
+            Shape::Statements => statement_allowed(item, grant),
+            _ => true,
+        }
+}
+
+/// Whether a statement lies wholly inside the grant's window (the AIS profile: the TPP "must
+/// be restricted to accessing statements which are completely within this period"). Without
+/// a window every statement is; with one, a statement whose dates cannot be read is not.
+pub fn statement_allowed(item: &Value, grant: &Grant) -> bool {
+    if grant.from.is_none() && grant.to.is_none() {
+        return true;
+    }
+    let date = |key: &str| {
+        item.get(key)
+            .and_then(Value::as_str)
+            .and_then(parse_date_time)
+    };
+    match (date("StartDateTime"), date("EndDateTime")) {
+        (Some(start), Some(end)) => {
+            grant.from.is_none_or(|f| start >= f) && grant.to.is_none_or(|to| end <= to)
+        }
+        _ => false,
+    }
+}
+
+/// Whether the single statement an upstream body describes (`Data.Statement[0]`) is one the
+/// grant shows: the check before a statement's file is passed on.
+pub fn shows_statement(bytes: &[u8], grant: &Grant) -> bool {
+    let Ok(body) = serde_json::from_slice::<Value>(bytes) else {
+        return false;
+    };
+    body.get("Data")
+        .and_then(|d| d.get("Statement"))
+        .and_then(Value::as_array)
+        .and_then(|items| items.first())
+        .is_some_and(|item| keep(item, Shape::Statements, grant))
 }
 
 /// The fields the grant's permissions hide in items of this shape (none when Detail is
@@ -345,7 +383,9 @@ impl<'j, 'g> Walk<'j, 'g> {
     fn items(&mut self, shape: Shape) -> Option<()> {
         let grant = self.grant;
         let hidden = hidden_fields(shape, grant);
-        let whole = shape == Shape::Transactions;
+        // Items checked against the window are read whole.
+        let windowed = grant.from.is_some() || grant.to.is_some();
+        let whole = shape == Shape::Transactions || (shape == Shape::Statements && windowed);
         self.out.push(b'[');
         let mut first = true;
         let mut next = self.json.known_array().ok()?;

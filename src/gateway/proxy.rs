@@ -249,12 +249,18 @@ fn is_json(content_type: &HeaderValue) -> bool {
             .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
 }
 
-/// The query sent upstream: booking dates clamped to the consent's window.
+/// The query sent upstream: booking dates (statement dates on statement lists) clamped to
+/// the consent's window.
 fn upstream_query(query: Option<&str>, grant: &Grant) -> Option<String> {
     let mut pairs: Vec<(String, String)> = query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    if grant.matched.route.shape == Shape::Transactions {
+    let keys = match grant.matched.route.shape {
+        Shape::Transactions => Some(("fromBookingDateTime", "toBookingDateTime")),
+        Shape::Statements => Some(("fromStatementDateTime", "toStatementDateTime")),
+        _ => None,
+    };
+    if let Some((from_key, to_key)) = keys {
         let fmt = |t: crate::clock::Timestamp| crate::consent::ob_routes::ob_time(t);
         let clamp = |key: &str,
                      bound: Option<crate::clock::Timestamp>,
@@ -272,8 +278,8 @@ fn upstream_query(query: Option<&str>, grant: &Grant) -> Option<String> {
                 None => pairs.push((key.to_owned(), fmt(value))),
             }
         };
-        clamp("fromBookingDateTime", grant.from, true, &mut pairs);
-        clamp("toBookingDateTime", grant.to, false, &mut pairs);
+        clamp(from_key, grant.from, true, &mut pairs);
+        clamp(to_key, grant.to, false, &mut pairs);
     }
     if pairs.is_empty() {
         return None;
@@ -291,6 +297,43 @@ fn lenient_date_time(s: &str) -> Option<crate::clock::Timestamp> {
     crate::consent::parse_date_time(s)
         .or_else(|| crate::consent::parse_date_time(&format!("{s}Z")))
         .or_else(|| crate::consent::parse_date_time(&format!("{s}T00:00:00Z")))
+}
+
+/// Why a statement's file may not be passed on: the statement is outside the consent's window
+/// (answered as the list answers it: not there), or the bank's description of it is unusable.
+async fn statement_refusal(
+    proxy: &Proxy,
+    statement: &str,
+    headers: HeaderMap,
+    grant: &Grant,
+) -> Option<Response> {
+    let answer = match proxy.call(statement, headers).await {
+        Ok(r) => r,
+        Err(UpstreamError::Timeout) => return Some(ApiError::GatewayTimeout.into_response()),
+        Err(UpstreamError::Unreachable) => return Some(ApiError::BadGateway.into_response()),
+    };
+    let not_shown = || {
+        ApiError::OpenBanking {
+            status: axum::http::StatusCode::NOT_FOUND,
+            errors: vec![ObError {
+                code: "UK.OBIE.Resource.NotFound",
+                message: "no such statement within this consent's transaction window".into(),
+                path: None,
+            }],
+        }
+        .into_response()
+    };
+    if !answer.status().is_success() {
+        return Some(not_shown());
+    }
+    let bytes = match http_body_util::Limited::new(answer.into_body(), proxy.max_body)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Some(ApiError::BadGateway.into_response()),
+    };
+    (!super::filter::shows_statement(&bytes, grant)).then(not_shown)
 }
 
 /// The axum handler at the end of the gateway stack.
@@ -352,6 +395,16 @@ pub async fn handle(State(state): State<AppState>, mut req: Request) -> Response
         Some(q) => std::borrow::Cow::Owned(format!("{path}?{q}")),
         None => std::borrow::Cow::Borrowed(path),
     };
+    if grant.matched.route.shape == Shape::File && (grant.from.is_some() || grant.to.is_some()) {
+        // A statement's file only when the statement itself is inside the consent's window
+        // (as the statement list shows it): asked of the bank first.
+        let mut asked = headers.clone();
+        asked.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let statement = path.strip_suffix("/file").unwrap_or(path);
+        if let Some(refusal) = statement_refusal(proxy, statement, asked, &grant).await {
+            return refusal;
+        }
+    }
     let started = std::time::Instant::now();
     let upstream = match proxy.call(&path_and_query, headers).await {
         Ok(r) => r,

@@ -950,3 +950,70 @@ async fn a_consent_expiring_under_a_live_token_and_tampered_tokens_are_refused()
     clock.advance(Duration::from_secs(300));
     assert_eq!(get(&app, &accounts, &a.token).await.status, 401);
 }
+
+#[tokio::test]
+async fn statements_outside_the_consent_window_are_neither_listed_nor_served() {
+    let app = spawn_with(FAST).await;
+    // The sandbox bank keeps the last three complete months' statements; the window starts
+    // on the first day of last month, so only last month's lies wholly inside it.
+    let today = time::OffsetDateTime::now_utc().date();
+    let last_month = today
+        .replace_day(1)
+        .unwrap()
+        .previous_day()
+        .unwrap()
+        .replace_day(1)
+        .unwrap();
+    let before = last_month.previous_day().unwrap();
+    let month = |d: time::Date| format!("{:04}{:02}", d.year(), u8::from(d.month()));
+    let a = access(
+        &app,
+        json!({"Permissions": ["ReadAccountsBasic", "ReadStatementsBasic", "ReadStatementsDetail"],
+               "TransactionFromDateTime": format!("{last_month}T00:00:00+00:00")}),
+        None,
+    )
+    .await;
+    let account = obgate::sandbox_bank::account_ids(&a.customer_id)[0].clone();
+    let get = |path: String| {
+        app.send(
+            app.request(Method::GET, &format!("{AISP}{path}"))
+                .bearer_auth(&a.token),
+        )
+    };
+    let ids = |r: &Resp| -> Vec<String> {
+        r.json()["Data"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["StatementId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let inside = format!("{account}-{}", month(last_month));
+    let outside = format!("{account}-{}", month(before));
+    // Listed: only the statement inside the window, however early the TPP asks from.
+    for path in [
+        format!("/accounts/{account}/statements"),
+        format!("/accounts/{account}/statements?fromStatementDateTime=2000-01-01T00:00:00"),
+    ] {
+        let r = get(path.clone()).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(ids(&r), [inside.as_str()], "{path}");
+    }
+    let r = get("/statements".to_owned()).await;
+    let all = ids(&r);
+    assert!(
+        !all.is_empty() && all.iter().all(|id| id.ends_with(&month(last_month))),
+        "{all:?}"
+    );
+    // An older statement by its id: not shown, and its file not served.
+    let r = get(format!("/accounts/{account}/statements/{outside}")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(ids(&r).is_empty(), "{}", r.text());
+    let r = get(format!("/accounts/{account}/statements/{outside}/file")).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    // The statement inside the window, and its file, are.
+    let r = get(format!("/accounts/{account}/statements/{inside}")).await;
+    assert_eq!(ids(&r), [inside.as_str()]);
+    let r = get(format!("/accounts/{account}/statements/{inside}/file")).await;
+    assert_eq!(r.status, 200);
+}
