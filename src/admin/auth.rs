@@ -58,13 +58,26 @@ fn bearer(req: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Middleware: requires a valid, unrevoked admin key. Refused presented keys are audited.
+/// Middleware: requires a valid, unrevoked admin key. Refused presented keys are audited and
+/// count against the address they come from, as failed client authentications do
+/// ([`crate::limits::lockout`]): once it is locked, its requests are refused (`429`) before
+/// any key is looked up or anything written, so an anonymous flood of made-up keys is not a
+/// serialised audit write each.
 pub async fn require_admin(
     State(state): State<AppState>,
+    addr: crate::limits::ClientAddr,
     mut req: Request,
     next: Next,
 ) -> Response {
     let interaction = req.extensions().get::<InteractionId>().map(|i| i.0.clone());
+    let subjects: Vec<crate::limits::lockout::Subject> = addr
+        .0
+        .map(crate::limits::lockout::Subject::Address)
+        .into_iter()
+        .collect();
+    if let Some(wait) = state.limits.lockout.locked(&subjects).await {
+        return crate::limits::locked_out(wait).into_response();
+    }
     let Some(token) = bearer(&req) else {
         return ApiError::Unauthorized {
             message: "missing admin API key: send `Authorization: Bearer <key>`".into(),
@@ -94,6 +107,17 @@ pub async fn require_admin(
             .interaction(interaction.as_deref());
         if let Err(e) = state.store.append_audit(&event).await {
             return ApiError::from(e).into_response();
+        }
+        let after = state.limits.lockout.failed(&subjects).await;
+        for subject in &after.locked {
+            let audited =
+                crate::oauth::client_auth::audit_lock(&state, subject, interaction.as_deref());
+            if let Err(e) = audited.await {
+                return e.into_response();
+            }
+        }
+        if !after.delay.is_zero() {
+            tokio::time::sleep(after.delay).await;
         }
         return ApiError::Unauthorized {
             message: "unknown or revoked admin API key".into(),

@@ -363,8 +363,9 @@ async fn counted(
     Ok(refusal)
 }
 
-/// Audits that a client id or an address was locked.
-async fn audit_lock(
+/// Audits that a client id or an address was locked (an address by failed client or admin
+/// authentications: the lock is the same).
+pub(crate) async fn audit_lock(
     state: &AppState,
     subject: &Subject,
     interaction: Option<&str>,

@@ -354,6 +354,43 @@ async fn unreadable_credentials_count_against_their_address() {
     );
 }
 
+/// Made-up admin keys count against the address they come from like failed client
+/// authentications: once it is locked, they are refused without an audit row each.
+#[tokio::test]
+async fn made_up_admin_keys_count_against_their_address() {
+    let app = spawn_with(&[
+        ("OBGATE_OAUTH_LOCKOUT_AFTER", "3"),
+        ("OBGATE_OAUTH_LOCKOUT_WINDOW", "1m"),
+        ("OBGATE_HTTP_CLIENT_IP_HEADER", "x-forwarded-for"),
+    ])
+    .await;
+    let admin = |ip: &'static str, key: &str| {
+        app.send(
+            app.request(Method::GET, "/api/v0/oauth-clients")
+                .bearer_auth(key)
+                .header("x-forwarded-for", ip),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(admin("203.0.113.70", "made-up").await.status, 401);
+    }
+    let audited = app.audit("action=admin.authenticate").await.len();
+    for _ in 0..5 {
+        let r = admin("203.0.113.70", "made-up").await;
+        assert_eq!(r.status, 429);
+        assert!((1..=60).contains(&retry_after(&r)));
+    }
+    assert_eq!(
+        app.audit("action=admin.authenticate").await.len(),
+        audited,
+        "a locked address's attempts write nothing"
+    );
+    // The lock is the address's: the bank's real key works from elsewhere.
+    let key = app.admin_key.clone();
+    assert_eq!(admin("203.0.113.70", &key).await.status, 429);
+    assert_eq!(admin("198.51.100.9", &key).await.status, 200);
+}
+
 #[tokio::test]
 async fn with_redis_a_lock_set_on_one_node_holds_on_the_other() {
     let redis = redis_url();
