@@ -300,7 +300,8 @@ fn lenient_date_time(s: &str) -> Option<crate::clock::Timestamp> {
 }
 
 /// Why a statement's file may not be passed on: the statement is outside the consent's window
-/// (answered as the list answers it: not there), or the bank's description of it is unusable.
+/// or unknown to the bank (404, as the list answers it: not there), or the bank failed or its
+/// description of the statement is unusable (502).
 async fn statement_refusal(
     proxy: &Proxy,
     statement: &str,
@@ -323,7 +324,12 @@ async fn statement_refusal(
         }
         .into_response()
     };
-    if !answer.status().is_success() {
+    let status = answer.status();
+    if status.is_server_error() {
+        // The bank failed: said as for any upstream failure, not as a missing statement.
+        return Some(ApiError::BadGateway.into_response());
+    }
+    if !status.is_success() {
         return Some(not_shown());
     }
     let bytes = match http_body_util::Limited::new(answer.into_body(), proxy.max_body)

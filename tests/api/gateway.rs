@@ -458,6 +458,8 @@ pub struct FakeBank {
     pub delay: Arc<Mutex<Duration>>,
     /// When set, every answer is this (content type, body) instead of the JSON below.
     pub raw: Arc<Mutex<Option<(&'static str, String)>>>,
+    /// When set, every answer is this status with no body.
+    pub fail_with: Arc<Mutex<Option<u16>>>,
 }
 
 pub async fn fake_bank(
@@ -488,6 +490,12 @@ pub fn bank_router(bank: FakeBank, extra_account: &'static str) -> axum::Router 
             .push((uri.to_string(), headers.clone()));
         let delay = *bank.delay.lock().unwrap();
         tokio::time::sleep(delay).await;
+        let failure = *bank.fail_with.lock().unwrap();
+        if let Some(status) = failure {
+            return axum::http::StatusCode::from_u16(status)
+                .unwrap()
+                .into_response();
+        }
         let raw = bank.raw.lock().unwrap().clone();
         if let Some((content_type, body)) = raw {
             return ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response();
@@ -1016,4 +1024,35 @@ async fn statements_outside_the_consent_window_are_neither_listed_nor_served() {
     assert_eq!(ids(&r), [inside.as_str()]);
     let r = get(format!("/accounts/{account}/statements/{inside}/file")).await;
     assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_statement_file_the_bank_cannot_describe_is_502_not_a_missing_statement() {
+    let bank = FakeBank::default();
+    let (url, _server) = fake_bank(bank.clone(), "someone-elses").await;
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_UPSTREAM_URL", &url));
+    let app = spawn_with(&env).await;
+    let a = access(
+        &app,
+        json!({"Permissions": ["ReadAccountsBasic", "ReadStatementsDetail"],
+               "TransactionFromDateTime": "2026-01-01T00:00:00+00:00"}),
+        Some(|all| all[..1].to_vec()),
+    )
+    .await;
+    let account = obgate::sandbox_bank::account_ids(&a.customer_id)[0].clone();
+    let file = |status: u16| {
+        *bank.fail_with.lock().unwrap() = Some(status);
+        app.send(
+            app.request(
+                Method::GET,
+                &format!("{AISP}/accounts/{account}/statements/s1/file"),
+            )
+            .bearer_auth(&a.token),
+        )
+    };
+    // The window check asks the bank for the statement first: its failure is the bank's, its
+    // not knowing the statement is a missing statement.
+    assert_eq!(file(500).await.status, 502);
+    assert_eq!(file(404).await.status, 404);
 }
