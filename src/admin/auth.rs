@@ -108,16 +108,10 @@ pub async fn require_admin(
         if let Err(e) = state.store.append_audit(&event).await {
             return ApiError::from(e).into_response();
         }
-        let after = state.limits.lockout.failed(&subjects).await;
-        for subject in &after.locked {
-            let audited =
-                crate::oauth::client_auth::audit_lock(&state, subject, interaction.as_deref());
-            if let Err(e) = audited.await {
-                return e.into_response();
-            }
-        }
-        if !after.delay.is_zero() {
-            tokio::time::sleep(after.delay).await;
+        let counted =
+            crate::oauth::client_auth::count_failure(&state, &subjects, interaction.as_deref());
+        if let Err(e) = counted.await {
+            return e.into_response();
         }
         return ApiError::Unauthorized {
             message: "unknown or revoked admin API key".into(),

@@ -591,15 +591,9 @@ pub async fn review(
 /// Runs one claimed job: calls the provider and applies its outcome. A job whose customer
 /// moved on (erased, or another change since it was queued) is closed without effect.
 pub async fn run_job(state: &AppState, job: &KycJobRow) -> Result<(), ApiError> {
-    let now = state.clock.now();
-    let Some(row) = state.store.get_customer(&job.customer_id).await? else {
-        state.store.finish_kyc_job(&job.id, now).await?;
+    let Some(row) = job_customer(state, job).await? else {
         return Ok(());
     };
-    if row.erased_at.is_some() || row.kyc_version != job.kyc_version {
-        state.store.finish_kyc_job(&job.id, now).await?;
-        return Ok(());
-    }
     let o = customers::open_row(&state.config.pii_key, row)?;
     let applicant = applicant(&o)?;
     let actor = worker_actor();
@@ -698,6 +692,27 @@ pub async fn run_job(state: &AppState, job: &KycJobRow) -> Result<(), ApiError> 
         }
         Err(e) => fail(&mut change, &e, &actor),
     }
+    commit_job(state, change, job).await
+}
+
+/// The customer a job is for, as it was when the job was queued; `None` (the job closed
+/// without effect) when the customer was erased or changed since.
+async fn job_customer(state: &AppState, job: &KycJobRow) -> Result<Option<CustomerRow>, ApiError> {
+    match state.store.get_customer(&job.customer_id).await? {
+        Some(row) if row.erased_at.is_none() && row.kyc_version == job.kyc_version => Ok(Some(row)),
+        _ => {
+            state
+                .store
+                .finish_kyc_job(&job.id, state.clock.now())
+                .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Commits a job's change (which finishes the job); a customer changed meanwhile closes the
+/// job without effect.
+async fn commit_job(state: &AppState, change: Change, job: &KycJobRow) -> Result<(), ApiError> {
     match change.commit(state, None).await {
         Ok(_) => Ok(()),
         Err(ApiError::Conflict { .. }) => {
@@ -717,29 +732,17 @@ pub async fn run_job(state: &AppState, job: &KycJobRow) -> Result<(), ApiError> 
 /// again; without this the customer would stay `initialized`, where nothing else moves them.
 /// Documents stay under review, where a reviewer decides.
 pub async fn abandon_job(state: &AppState, job: &KycJobRow) -> Result<(), ApiError> {
-    let now = state.clock.now();
-    let row = match state.store.get_customer(&job.customer_id).await? {
-        Some(row) if row.erased_at.is_none() && row.kyc_version == job.kyc_version => row,
-        _ => {
-            state.store.finish_kyc_job(&job.id, now).await?;
-            return Ok(());
-        }
+    let Some(row) = job_customer(state, job).await? else {
+        return Ok(());
     };
-    let mut change = Change::new(&row, now);
+    let mut change = Change::new(&row, state.clock.now());
     change.finish_job = Some(job.id.clone());
     if job.kind != "documents" {
         let failure =
             ProviderError::Failed("the check was abandoned after repeated failures".into());
         fail(&mut change, &failure, &worker_actor());
     }
-    match change.commit(state, None).await {
-        Ok(_) => Ok(()),
-        Err(ApiError::Conflict { .. }) => {
-            state.store.finish_kyc_job(&job.id, now).await?;
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+    commit_job(state, change, job).await
 }
 
 fn fail(change: &mut Change, e: &ProviderError, actor: &Actor) {

@@ -350,8 +350,21 @@ async fn counted(
         refusal.status(),
         StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED
     );
-    if !failed || subjects.is_empty() {
-        return Ok(refusal);
+    if failed {
+        count_failure(state, subjects, interaction).await?;
+    }
+    Ok(refusal)
+}
+
+/// Counts a failed authentication (of a client, or of an admin key) against `subjects`: the
+/// locks it sets are audited, and the caller waits out the lockout's delay.
+pub(crate) async fn count_failure(
+    state: &AppState,
+    subjects: &[Subject],
+    interaction: Option<&str>,
+) -> Result<(), ApiError> {
+    if subjects.is_empty() {
+        return Ok(());
     }
     let after = state.limits.lockout.failed(subjects).await;
     for subject in &after.locked {
@@ -360,12 +373,12 @@ async fn counted(
     if !after.delay.is_zero() {
         tokio::time::sleep(after.delay).await;
     }
-    Ok(refusal)
+    Ok(())
 }
 
 /// Audits that a client id or an address was locked (an address by failed client or admin
 /// authentications: the lock is the same).
-pub(crate) async fn audit_lock(
+async fn audit_lock(
     state: &AppState,
     subject: &Subject,
     interaction: Option<&str>,

@@ -473,6 +473,18 @@ pub async fn fake_bank(
     (format!("http://{addr}/core"), server)
 }
 
+/// An app in front of a fake bank (whose extra account is `someone-elses`), and a customer's
+/// access under a consent with `data` covering the customer's first account.
+async fn behind_fake_bank(data: Value) -> (FakeBank, TestApp, Access) {
+    let bank = FakeBank::default();
+    let (url, _server) = fake_bank(bank.clone(), "someone-elses").await;
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_UPSTREAM_URL", &url));
+    let app = spawn_with(&env).await;
+    let a = access(&app, data, Some(|all| all[..1].to_vec())).await;
+    (bank, app, a)
+}
+
 /// The fake bank's routes: the customer's first sandbox account and `extra_account` (which
 /// is never the customer's), under any path.
 pub fn bank_router(bank: FakeBank, extra_account: &'static str) -> axum::Router {
@@ -640,17 +652,7 @@ async fn only_consented_accounts_detail_direction_and_window_reach_the_tpp() {
 
 #[tokio::test]
 async fn a_bank_answer_the_filter_cannot_read_is_refused_never_passed_on() {
-    let bank = FakeBank::default();
-    let (url, _server) = fake_bank(bank.clone(), "someone-elses").await;
-    let mut env = FAST.to_vec();
-    env.push(("OBGATE_UPSTREAM_URL", &url));
-    let app = spawn_with(&env).await;
-    let a = access(
-        &app,
-        json!({"Permissions": ["ReadAccountsBasic"]}),
-        Some(|all| all[..1].to_vec()),
-    )
-    .await;
+    let (bank, app, a) = behind_fake_bank(json!({"Permissions": ["ReadAccountsBasic"]})).await;
     let mine = obgate::sandbox_bank::account_ids(&a.customer_id)[0].clone();
     let listed = |key: &str| {
         json!({"Data": {key: [{"AccountId": mine, "Nickname": "Bills"},
@@ -1028,16 +1030,9 @@ async fn statements_outside_the_consent_window_are_neither_listed_nor_served() {
 
 #[tokio::test]
 async fn a_statement_file_the_bank_cannot_describe_is_502_not_a_missing_statement() {
-    let bank = FakeBank::default();
-    let (url, _server) = fake_bank(bank.clone(), "someone-elses").await;
-    let mut env = FAST.to_vec();
-    env.push(("OBGATE_UPSTREAM_URL", &url));
-    let app = spawn_with(&env).await;
-    let a = access(
-        &app,
+    let (bank, app, a) = behind_fake_bank(
         json!({"Permissions": ["ReadAccountsBasic", "ReadStatementsDetail"],
                "TransactionFromDateTime": "2026-01-01T00:00:00+00:00"}),
-        Some(|all| all[..1].to_vec()),
     )
     .await;
     let account = obgate::sandbox_bank::account_ids(&a.customer_id)[0].clone();
