@@ -108,8 +108,12 @@ pub async fn require_admin(
         if let Err(e) = state.store.append_audit(&event).await {
             return ApiError::from(e).into_response();
         }
-        let counted =
-            crate::oauth::client_auth::count_failure(&state, &subjects, interaction.as_deref());
+        let counted = crate::oauth::client_auth::count_failure(
+            &state,
+            &subjects,
+            crate::oauth::client_auth::Failure::AdminKey,
+            interaction.as_deref(),
+        );
         if let Err(e) = counted.await {
             return e.into_response();
         }

@@ -39,6 +39,10 @@ pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// Authorization codes live this long (RFC 6749 recommends at most 10 minutes; FAPI 60 s).
 pub const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The most accounts one approval may name (the bank's approve API and the consent screen's
+/// form alike): more is a malformed request, refused before any of them is looked at.
+pub const MAX_ACCOUNTS: usize = 100;
+
 /// Account ids a customer can choose (UK OB `AccountId`, at most 40 characters).
 pub const ACCOUNT_ID: Rule = Rule {
     pattern: r"^[A-Za-z0-9._-]{1,40}$",
@@ -500,7 +504,7 @@ pub fn parse_authorisation(body: &Value) -> Result<(String, Vec<String>), ApiErr
     })?;
     let customer_id = f.string("customer_id", true, &CUSTOMER_ID);
     let mut accounts = Vec::new();
-    if let Some(items) = f.array("account_ids", true, 1, 100) {
+    if let Some(items) = f.array("account_ids", true, 1, MAX_ACCOUNTS) {
         for (i, item) in items.iter().enumerate() {
             match item.as_str() {
                 Some(s) if ACCOUNT_ID.matches(s) => {

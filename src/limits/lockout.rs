@@ -36,9 +36,20 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// What failures are counted under. An IPv6 address counts as its /64: one subscriber or
+    /// host is routinely given a whole /64 and can send from any of its 2^64 addresses, so
+    /// counting single addresses would never lock one. An IPv4-mapped IPv6 address counts as
+    /// its IPv4 address.
     fn key(&self) -> String {
         match self {
             Subject::Client(id) => format!("client:{id}"),
+            Subject::Address(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => format!("addr:{v4}"),
+                None => {
+                    let s = v6.segments();
+                    format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
             Subject::Address(ip) => format!("addr:{ip}"),
         }
     }
@@ -101,9 +112,9 @@ impl Lockout {
             return None;
         }
         if let Some(shared) = &self.shared {
-            match self.shared_locked(shared, subjects).await {
-                Ok(found) => return found,
-                Err(e) => shared.failed("lockout check", &e),
+            let check = self.shared_locked(shared, subjects);
+            if let Some(found) = shared.call("lockout check", check).await {
+                return found;
             }
         }
         let now = Instant::now();
@@ -161,9 +172,11 @@ impl Lockout {
 
     async fn count(&self, s: &Subject) -> (u32, bool) {
         if let Some(shared) = &self.shared {
-            match self.shared_count(shared, s).await {
-                Ok(r) => return r,
-                Err(e) => shared.failed("lockout count", &e),
+            if let Some(r) = shared
+                .call("lockout count", self.shared_count(shared, s))
+                .await
+            {
+                return r;
             }
         }
         let now = Instant::now();
@@ -245,9 +258,10 @@ impl Lockout {
             for s in subjects {
                 cmd.arg(shared.key(&format!("fail:{}", s.key())));
             }
-            match cmd.query_async::<_, ()>(&mut shared.conn()).await {
-                Ok(()) => return,
-                Err(e) => shared.failed("lockout reset", &e),
+            let mut conn = shared.conn();
+            let reset = cmd.query_async::<_, ()>(&mut conn);
+            if shared.call("lockout reset", reset).await.is_some() {
+                return;
             }
         }
         for s in subjects {
@@ -299,6 +313,23 @@ mod tests {
         assert!(l.locked(&[Subject::Client("other".into())]).await.is_none());
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(l.locked(&who).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_address_counts_as_its_64_and_a_mapped_ipv4_as_itself() {
+        let l = lockout(3, 10_000);
+        let from = |a: &str| [Subject::Address(a.parse().unwrap())];
+        for n in 1..=3 {
+            l.failed(&from(&format!("2001:db8:1:2::{n}"))).await;
+        }
+        assert!(l.locked(&from("2001:db8:1:2:ffff::99")).await.is_some());
+        assert!(l.locked(&from("2001:db8:1:3::1")).await.is_none());
+
+        for _ in 0..3 {
+            l.failed(&from("::ffff:198.51.100.7")).await;
+        }
+        assert!(l.locked(&from("198.51.100.7")).await.is_some());
+        assert!(l.locked(&from("198.51.100.8")).await.is_none());
     }
 
     #[tokio::test]

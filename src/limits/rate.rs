@@ -222,10 +222,19 @@ impl RateLimits {
             return Ok(());
         };
         let key = format!("rl:{}:{client_id}", scope.as_str());
-        let result = match &self.shared {
-            // When Redis cannot be reached the shared backend lets the request through (a
-            // limiter outage must not become a bank outage); `SharedRedis` reports it.
-            Some(shared) => shared.rate_backend().check(&shared.key(&key), &quota).await,
+        // When Redis is down, late or failing, this node's own bucket decides (a limiter
+        // outage must not become a bank outage, nor lift the limits); `SharedRedis` reports it.
+        let shared = match &self.shared {
+            Some(shared) => {
+                let backend = shared.rate_backend();
+                let shared_key = shared.key(&key);
+                let check = backend.check(&shared_key, &quota);
+                shared.call("rate limit", async { Ok(check.await) }).await
+            }
+            None => None,
+        };
+        let result = match shared {
+            Some(result) => result,
             None => self.local.check(&key, &quota).await,
         };
         if result.allowed {

@@ -5,7 +5,17 @@
 //! are served, the limits fall back to what this node alone can see, and a warning and the
 //! `obgate_redis_errors_total` metric tell the operator. A supervisor pings Redis every second
 //! and replaces a broken connection as soon as Redis answers again.
+//!
+//! Every call has a deadline ([`CALL_TIMEOUT`]): a Redis that stops answering (paused, a
+//! failover that black-holes its address) would otherwise hold every gateway and token
+//! request until the request timeout. A failed or late call marks Redis down, and until the
+//! supervisor's next good ping no request waits on it: the limits are this node's own. The
+//! rate-limit backend lets a request through on a Redis error rather than telling obgate, so a
+//! Redis that refuses connections goes unnoticed by it until the supervisor's ping fails (up
+//! to a second).
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -14,11 +24,17 @@ use throttle_kit::RedisBackend;
 
 use crate::metrics::Metrics;
 
+/// How long one Redis call may take before the node stops waiting for it and uses its own
+/// limits: far above a healthy Redis's sub-millisecond answer, far below a request timeout.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// A live connection to Redis and the rate-limit backend that uses it.
 pub struct SharedRedis {
     client: redis::Client,
     prefix: String,
     live: RwLock<Live>,
+    /// Whether calls go to Redis: cleared by a failed or late call, set by a good ping.
+    up: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -66,8 +82,33 @@ impl SharedRedis {
             client,
             prefix: prefix.to_owned(),
             live: RwLock::new(live),
+            up: AtomicBool::new(true),
             metrics,
         }))
+    }
+
+    /// Runs one Redis call for `what` within [`CALL_TIMEOUT`]: `None` (the caller uses this
+    /// node's own limits) when Redis is down, the call fails, or it is late; the last two mark
+    /// Redis down until the supervisor's next good ping.
+    pub async fn call<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, redis::RedisError>>,
+    ) -> Option<T> {
+        if !self.up.load(Ordering::Relaxed) {
+            return None;
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.failed(what, &e.kind_name());
+                None
+            }
+            Err(_) => {
+                self.failed(what, "timed out");
+                None
+            }
+        }
     }
 
     /// `key` under this deployment's prefix, so several deployments can share one Redis.
@@ -92,14 +133,17 @@ impl SharedRedis {
         self.live().conn
     }
 
-    /// Records a failed Redis call (the caller falls back to local limits).
-    pub fn failed(&self, what: &str, error: &redis::RedisError) {
+    /// Records a failed Redis call and marks Redis down (the caller falls back to local
+    /// limits). Warns once per outage, counts every failure.
+    fn failed(&self, what: &str, error: &str) {
         self.metrics.redis_error();
-        tracing::warn!(
-            operation = what,
-            error = error.kind_name(),
-            "redis unavailable; limits are per node until it returns"
-        );
+        if self.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                operation = what,
+                error,
+                "redis unavailable; limits are per node until it returns"
+            );
+        }
     }
 
     /// Pings every second and reconnects after a failure, until `stop` turns true.
@@ -120,11 +164,15 @@ impl SharedRedis {
                 redis::cmd("PING").query_async::<_, String>(&mut conn),
             )
             .await;
-            if matches!(ping, Ok(Ok(_))) {
-                continue;
-            }
-            if let Ok(Err(e)) = &ping {
-                self.failed("ping", e);
+            match ping {
+                Ok(Ok(_)) => {
+                    if !self.up.swap(true, Ordering::Relaxed) {
+                        tracing::info!("redis answers again; limits are shared again");
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => self.failed("ping", &e.kind_name()),
+                Err(_) => self.failed("ping", "timed out"),
             }
             let fresh = tokio::time::timeout(
                 Duration::from_secs(2),
@@ -139,7 +187,8 @@ impl SharedRedis {
                 if let Ok(mut l) = self.live.write() {
                     *l = live;
                 }
-                tracing::info!("redis reconnected; limits are shared again");
+                // Calls resume after the next good ping on the new connection.
+                tracing::info!("redis reconnected");
             }
         }
     }

@@ -327,12 +327,45 @@ pub async fn authenticate(
         // them turn into a flood of database writes.
         return Err(crate::limits::locked_out(wait));
     }
-    match verify(state, presented, interaction).await {
+    let gate = Gate {
+        subjects: &subjects,
+        locked: Mutex::new(None),
+    };
+    match verify(state, presented, &gate, interaction).await {
         Ok(client) => {
             lockout.succeeded(&subjects).await;
             Ok(client)
         }
-        Err(e) => Err(counted(state, &subjects, e, interaction).await?),
+        Err(e) => match gate.locked() {
+            // Locked while this request waited for argon2: refused like one arriving after
+            // the lock, unchecked, unaudited and uncounted.
+            Some(wait) => Err(crate::limits::locked_out(wait)),
+            None => Err(counted(state, &subjects, e, interaction).await?),
+        },
+    }
+}
+
+/// The lockout's second look, taken when a secret's argon2 check gets its turn: requests
+/// sent together all pass the first look before any of them has failed, and without this
+/// each would be a guess, however many the lockout allows.
+struct Gate<'a> {
+    subjects: &'a [Subject],
+    /// How long the lock that stopped this request's check lasts, once one has.
+    locked: Mutex<Option<std::time::Duration>>,
+}
+
+impl Gate<'_> {
+    /// Whether the subjects are locked now (remembered for the answer).
+    async fn refuses(&self, state: &AppState) -> bool {
+        let wait = state.limits.lockout.locked(self.subjects).await;
+        if let (Some(w), Ok(mut l)) = (wait, self.locked.lock()) {
+            *l = Some(w);
+        }
+        wait.is_some()
+    }
+
+    fn locked(&self) -> Option<std::time::Duration> {
+        self.locked.lock().ok().and_then(|l| *l)
     }
 }
 
@@ -351,16 +384,40 @@ async fn counted(
         StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED
     );
     if failed {
-        count_failure(state, subjects, interaction).await?;
+        count_failure(state, subjects, Failure::Client, interaction).await?;
     }
     Ok(refusal)
 }
 
-/// Counts a failed authentication (of a client, or of an admin key) against `subjects`: the
-/// locks it sets are audited, and the caller waits out the lockout's delay.
+/// What failed, for the audit record of the lock it sets: the counters are shared (an
+/// address that fails at one door is locked at all of them), so the record names the
+/// failure that crossed the threshold.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Failure {
+    /// Client credentials at an OAuth endpoint.
+    Client,
+    /// A made-up or revoked admin key on `/api/v0`.
+    AdminKey,
+    /// A refused customer sign-in on the pages (bad assertion, bad form token).
+    SignIn,
+}
+
+impl Failure {
+    fn as_str(self) -> &'static str {
+        match self {
+            Failure::Client => "client_authentication",
+            Failure::AdminKey => "admin_key",
+            Failure::SignIn => "sign_in",
+        }
+    }
+}
+
+/// Counts a failed authentication (of a client, an admin key or a customer sign-in) against
+/// `subjects`: the locks it sets are audited, and the caller waits out the lockout's delay.
 pub(crate) async fn count_failure(
     state: &AppState,
     subjects: &[Subject],
+    failure: Failure,
     interaction: Option<&str>,
 ) -> Result<(), ApiError> {
     if subjects.is_empty() {
@@ -368,7 +425,7 @@ pub(crate) async fn count_failure(
     }
     let after = state.limits.lockout.failed(subjects).await;
     for subject in &after.locked {
-        audit_lock(state, subject, interaction).await?;
+        audit_lock(state, subject, failure, interaction).await?;
     }
     if !after.delay.is_zero() {
         tokio::time::sleep(after.delay).await;
@@ -376,11 +433,12 @@ pub(crate) async fn count_failure(
     Ok(())
 }
 
-/// Audits that a client id or an address was locked (an address by failed client or admin
-/// authentications: the lock is the same).
+/// Audits that a client id or an address was locked (an address by failed client, admin-key
+/// or sign-in attempts: the lock is the same; the reason names the one that locked it).
 async fn audit_lock(
     state: &AppState,
     subject: &Subject,
+    failure: Failure,
     interaction: Option<&str>,
 ) -> Result<(), ApiError> {
     let window = humantime::format_duration(state.config.oauth.lockout.window);
@@ -398,17 +456,22 @@ async fn audit_lock(
     .on(kind, actor)
     .outcome(
         Outcome::Denied,
-        format!("too_many_failures; locked for {window}"),
+        format!(
+            "too_many_failures; last: {}; locked for {window}",
+            failure.as_str()
+        ),
     )
     .interaction(interaction);
     state.store.append_audit(&event).await?;
     Ok(())
 }
 
-/// Checks what was presented against the client's registration.
+/// Checks what was presented against the client's registration; a refusal the gate made
+/// (the lock set while waiting) is not audited here.
 async fn verify(
     state: &AppState,
     presented: Presented,
+    gate: &Gate<'_>,
     interaction: Option<&str>,
 ) -> Result<Authenticated, ApiError> {
     let (id, secret, method, basic) = match presented {
@@ -424,11 +487,13 @@ async fn verify(
 
     let Some(mut client) = row else {
         // Same work as for a real client, so timing does not reveal which ids exist.
-        shared_argon2(state, cache_key(&id, &secret, ""), &secret, None).await;
-        deny(state, &id, "unknown_client", interaction).await?;
+        shared_argon2(state, gate, cache_key(&id, &secret, ""), &secret, None).await;
+        if gate.locked().is_none() {
+            deny(state, &id, "unknown_client", interaction).await?;
+        }
         return Err(invalid_client(basic, generic));
     };
-    let mut verified = secret_matches(state, &client, &secret, now).await;
+    let mut verified = secret_matches(state, gate, &client, &secret, now).await;
     if !verified {
         // The cached registration may predate a change made where this node does not hear
         // of it (`obgate client rotate-secret` on SQLite): a new secret must work at once,
@@ -438,7 +503,7 @@ async fn verify(
                 use crate::events::invalidation::{Follower, Invalidation};
                 state.decisions.apply(&Invalidation::Client(id.clone()));
                 client = std::sync::Arc::new(fresh);
-                verified = secret_matches(state, &client, &secret, now).await;
+                verified = secret_matches(state, gate, &client, &secret, now).await;
             }
         }
     }
@@ -452,7 +517,9 @@ async fn verify(
         None
     };
     if let Some(reason) = reason {
-        deny(state, &client.client_id, reason, interaction).await?;
+        if gate.locked().is_none() {
+            deny(state, &client.client_id, reason, interaction).await?;
+        }
         return Err(invalid_client(basic, generic));
     }
     Ok(Authenticated { client, method })
@@ -464,6 +531,7 @@ async fn verify(
 /// client has no secret, so timing says nothing about that).
 async fn secret_matches(
     state: &AppState,
+    gate: &Gate<'_>,
     client: &ClientRow,
     secret: &str,
     now: crate::clock::Timestamp,
@@ -483,6 +551,7 @@ async fn secret_matches(
     if candidates.is_empty() {
         shared_argon2(
             state,
+            gate,
             cache_key(&client.client_id, secret, ""),
             secret,
             None,
@@ -505,7 +574,7 @@ async fn secret_matches(
     for (key, phc) in keys {
         let waiter = cache.join(key);
         let verified = waiter
-            .verified(|| state.hasher.verify(secret, Some(phc)))
+            .verified(|| gated_argon2(state, gate, secret, Some(phc)))
             .await;
         // Recorded before the check retires (the waiter's drop), so a request arriving
         // between the two finds the pair cached rather than starting another argon2.
@@ -520,12 +589,28 @@ async fn secret_matches(
 
 /// argon2 of `secret` against `phc` through the pair's shared check; with no `phc`, the same
 /// work, failing (for unknown clients and clients without a secret).
-async fn shared_argon2(state: &AppState, key: [u8; 32], secret: &str, phc: Option<&str>) -> bool {
+async fn shared_argon2(
+    state: &AppState,
+    gate: &Gate<'_>,
+    key: [u8; 32],
+    secret: &str,
+    phc: Option<&str>,
+) -> bool {
     state
         .secret_cache
         .join(key)
-        .verified(|| state.hasher.verify(secret, phc))
+        .verified(|| gated_argon2(state, gate, secret, phc))
         .await
+}
+
+/// argon2 of `secret` against `phc` when its turn comes, unless the gate's subjects are
+/// locked by then (false: not verified; the gate remembers why).
+async fn gated_argon2(state: &AppState, gate: &Gate<'_>, secret: &str, phc: Option<&str>) -> bool {
+    state
+        .hasher
+        .verify_unless(secret, phc, || gate.refuses(state))
+        .await
+        .unwrap_or(false)
 }
 
 /// `private_key_jwt`: the client's registered keys verify the assertion.

@@ -81,9 +81,30 @@ impl SecretHasher {
     /// Whether `secret` matches `phc`; with `None` (unknown client) it checks against the
     /// dummy hash, takes the same time, and returns false.
     pub async fn verify(&self, secret: &str, phc: Option<&str>) -> bool {
+        self.verify_unless(secret, phc, || async { false })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// [`Self::verify`], unless `refused` says so once this check's turn has come (`None`).
+    /// Checks wait their turn for a permit; a lockout set while they waited must stop the
+    /// guesses queued behind the one that set it, or a burst sent at once would all be tried.
+    pub async fn verify_unless<R, F>(
+        &self,
+        secret: &str,
+        phc: Option<&str>,
+        refused: R,
+    ) -> Option<bool>
+    where
+        R: FnOnce() -> F,
+        F: std::future::Future<Output = bool>,
+    {
         let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+            return Some(false);
         };
+        if refused().await {
+            return None;
+        }
         let known = phc.is_some();
         let phc = phc.unwrap_or(&self.dummy).to_owned();
         let secret = secret.to_owned();
@@ -106,7 +127,7 @@ impl SecretHasher {
                 m.push(blocks);
             }
         }
-        ok && known
+        Some(ok && known)
     }
 }
 

@@ -335,11 +335,21 @@ pub async fn decide(
             None,
         );
     }
-    if form
-        .all("account_id")
-        .iter()
-        .any(|a| !ACCOUNT_ID.matches(a))
-    {
+    let named = form.all("account_id");
+    if named.len() > flow::MAX_ACCOUNTS {
+        return message(
+            &state,
+            StatusCode::BAD_REQUEST,
+            None,
+            "This form could not be read",
+            &format!(
+                "The form names more accounts than one approval may share (at most {}).",
+                flow::MAX_ACCOUNTS
+            ),
+            Some("Go back, reload the page and try again."),
+        );
+    }
+    if named.iter().any(|a| !ACCOUNT_ID.matches(a)) {
         return message(
             &state,
             StatusCode::BAD_REQUEST,
@@ -362,12 +372,12 @@ pub async fn decide(
             flow::reject_request(&state, challenge, "rejected_by_customer", &actor).await
         }
         Some("approve") => {
-            let mut accounts: Vec<String> = Vec::new();
-            for a in form.all("account_id") {
-                if !accounts.iter().any(|x| x == a) {
-                    accounts.push(a.to_owned());
-                }
-            }
+            let mut seen = std::collections::HashSet::new();
+            let accounts: Vec<String> = named
+                .iter()
+                .filter(|a| seen.insert(**a))
+                .map(|a| (*a).to_owned())
+                .collect();
             if accounts.is_empty() {
                 return screen(
                     &state,

@@ -128,9 +128,8 @@ pub async fn start(
     Ok((SET_COOKIE, set_cookie(SESSION_COOKIE, &id, ttl.as_secs())))
 }
 
-/// Ends the session (sign-out), audited.
+/// Ends the session (sign-out), audited in the same transaction.
 pub async fn end(state: &AppState, s: &Session, interaction: &str) -> Result<(), ApiError> {
-    state.store.end_page_session(&s.id_hash).await?;
     let audit = AuditEvent::new(
         state.clock.now(),
         ActorType::Customer,
@@ -138,7 +137,7 @@ pub async fn end(state: &AppState, s: &Session, interaction: &str) -> Result<(),
         "pages.sign_out",
     )
     .interaction(Some(interaction));
-    state.store.append_audit(&audit).await?;
+    state.store.end_page_session(&s.id_hash, &audit).await?;
     Ok(())
 }
 

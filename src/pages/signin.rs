@@ -12,6 +12,9 @@ use super::session;
 use super::views::{Brand, DemoCustomer, SignIn};
 use crate::config::Mode;
 use crate::http::middleware::InteractionId;
+use crate::limits::lockout::Subject;
+use crate::limits::ClientAddr;
+use crate::oauth::client_auth::{count_failure, Failure};
 use crate::state::AppState;
 
 /// Where a customer goes after signing in when nothing else was asked.
@@ -50,6 +53,7 @@ fn query(raw: Option<&str>) -> Vec<(String, String)> {
 pub async fn show(
     State(state): State<AppState>,
     interaction: InteractionId,
+    addr: ClientAddr,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -57,7 +61,7 @@ pub async fn show(
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let return_to = safe_return(get("return_to"));
     if let Some(assertion) = get("assertion") {
-        return sign_in_with(&state, assertion, &return_to, &interaction.0).await;
+        return sign_in_with(&state, addr, assertion, &return_to, &interaction.0).await;
     }
     match session::current(&state, &headers).await {
         Ok(Some(_)) => return see_other(&return_to, Vec::new()),
@@ -126,18 +130,61 @@ async fn sign_in_page(
     )
 }
 
+/// The address a sign-in attempt is counted against (none when it cannot be told; see
+/// [`ClientAddr`]).
+fn subjects(addr: ClientAddr) -> Vec<Subject> {
+    addr.0.map(Subject::Address).into_iter().collect()
+}
+
+/// 429 for an address locked after repeated refused sign-ins (or failed client or admin-key
+/// authentications: the lockout is one per address), before anything is checked or written.
+async fn locked(state: &AppState, addr: ClientAddr) -> Option<Response> {
+    let wait = state.limits.lockout.locked(&subjects(addr)).await?;
+    let mut res = message(
+        state,
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        "Too many attempts",
+        "Sign-in from your network is paused after repeated failed attempts.",
+        Some("Wait a few minutes, then sign in again from online banking."),
+    );
+    let secs = u64::try_from(wait.as_millis().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1);
+    res.headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, secs.into());
+    Some(res)
+}
+
+/// Records a refused sign-in and counts it against the address, as a failed client
+/// authentication is: each refusal is an audit write, so an address that keeps failing is
+/// locked out ([`locked`]) rather than writing to the audit chain for as long as it likes.
+async fn refuse(
+    state: &AppState,
+    addr: ClientAddr,
+    reason: &str,
+    interaction: &str,
+) -> Result<(), crate::error::ApiError> {
+    session::refused(state, reason, interaction).await?;
+    count_failure(state, &subjects(addr), Failure::SignIn, Some(interaction)).await
+}
+
 /// Verifies the bank's assertion and starts the session.
 async fn sign_in_with(
     state: &AppState,
+    addr: ClientAddr,
     assertion: &str,
     return_to: &str,
     interaction: &str,
 ) -> Response {
+    if let Some(res) = locked(state, addr).await {
+        return res;
+    }
     let customer = match super::assertion::verify(state, assertion).await {
         Ok(c) => c,
         Err(refusal) => {
             tracing::info!(reason = refusal.code(), "customer assertion refused");
-            if let Err(e) = session::refused(state, refusal.code(), interaction).await {
+            if let Err(e) = refuse(state, addr, refusal.code(), interaction).await {
                 return super::failed(state, e);
             }
             return message(
@@ -150,11 +197,20 @@ async fn sign_in_with(
             );
         }
     };
-    start(state, &customer, "bank_assertion", return_to, interaction).await
+    start(
+        state,
+        addr,
+        &customer,
+        "bank_assertion",
+        return_to,
+        interaction,
+    )
+    .await
 }
 
 async fn start(
     state: &AppState,
+    addr: ClientAddr,
     customer_id: &str,
     how: &str,
     return_to: &str,
@@ -165,7 +221,7 @@ async fn start(
         Err(e) => return super::failed(state, e.into()),
     };
     if !live {
-        if let Err(e) = session::refused(state, "unknown_customer", interaction).await {
+        if let Err(e) = refuse(state, addr, "unknown_customer", interaction).await {
             return super::failed(state, e);
         }
         return message(
@@ -191,6 +247,7 @@ async fn start(
 pub async fn with_assertion_form(
     State(state): State<AppState>,
     interaction: InteractionId,
+    addr: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -199,7 +256,7 @@ pub async fn with_assertion_form(
     };
     let return_to = safe_return(form.one("return_to"));
     match form.one("assertion") {
-        Some(a) => sign_in_with(&state, a, &return_to, &interaction.0).await,
+        Some(a) => sign_in_with(&state, addr, a, &return_to, &interaction.0).await,
         None => message(
             &state,
             StatusCode::BAD_REQUEST,
@@ -215,6 +272,7 @@ pub async fn with_assertion_form(
 pub async fn sandbox(
     State(state): State<AppState>,
     interaction: InteractionId,
+    addr: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -232,15 +290,26 @@ pub async fn sandbox(
         return super::not_a_form(&state);
     };
     let return_to = safe_return(form.one("return_to"));
+    if let Some(res) = locked(&state, addr).await {
+        return res;
+    }
     if !session::login_token_ok(&headers, form.one("csrf_token")) {
-        if let Err(e) = session::refused(&state, "csrf", &interaction.0).await {
+        if let Err(e) = refuse(&state, addr, "csrf", &interaction.0).await {
             return super::failed(&state, e);
         }
         return super::expired_form(&state, None);
     }
     match form.one("customer_id") {
         Some(c) if crate::consent::flow::CUSTOMER_ID.matches(c) => {
-            start(&state, c, "sandbox_sign_in", &return_to, &interaction.0).await
+            start(
+                &state,
+                addr,
+                c,
+                "sandbox_sign_in",
+                &return_to,
+                &interaction.0,
+            )
+            .await
         }
         _ => {
             sign_in_page(
@@ -288,7 +357,13 @@ pub async fn logout(
         "You can close this window.",
         None,
     );
-    let (k, v) = session::clear(session::SESSION_COOKIE);
-    res.headers_mut().append(k, v);
+    // Only a request that carried the session cookie may remove it: a cross-site form post
+    // comes without it (`SameSite=Lax`), and must not be able to sign the customer out (for
+    // instance in the middle of a consent) by its answer's `Set-Cookie` alone. A cookie of a
+    // session that has ended or expired is removed.
+    if session::cookie(&headers, session::SESSION_COOKIE).is_some() {
+        let (k, v) = session::clear(session::SESSION_COOKIE);
+        res.headers_mut().append(k, v);
+    }
     res
 }

@@ -1,8 +1,9 @@
 //! Storage of the hosted pages' sign-in sessions.
 //!
 //! A session row is keyed by the SHA-256 of the random id in the customer's cookie, so what is
-//! stored cannot be replayed as a cookie. Starting a session writes its audit row in the same
-//! transaction and deletes sessions that have expired.
+//! stored cannot be replayed as a cookie. Starting and ending a session write their audit row
+//! in the same transaction (no sign-out without its record, no record of one that did not
+//! happen); starting one also deletes sessions that have expired.
 
 use async_trait::async_trait;
 
@@ -36,8 +37,10 @@ pub trait PageStore {
     ) -> Result<(), StoreError>;
     /// The session with this id hash, expired or not (the caller compares with its clock).
     async fn get_page_session(&self, id_hash: &str) -> Result<Option<PageSessionRow>, StoreError>;
-    /// Ends a session (sign-out); `false` when there was none.
-    async fn end_page_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+    /// Ends a session (sign-out) with its audit row, in one transaction; `false` (and nothing
+    /// audited) when there was none.
+    async fn end_page_session(&self, id_hash: &str, audit: &AuditEvent)
+        -> Result<bool, StoreError>;
 }
 
 macro_rules! page_store_impl {
@@ -90,14 +93,19 @@ macro_rules! page_store_impl {
             async fn end_page_session(
                 &self,
                 id_hash: &str,
+                audit: &$crate::audit::AuditEvent,
             ) -> Result<bool, $crate::store::StoreError> {
                 let mut tx = self.begin_write().await?;
                 let done = sqlx::query("DELETE FROM page_sessions WHERE id_hash = $1")
                     .bind(id_hash)
                     .execute(&mut *tx)
                     .await?;
+                let ended = done.rows_affected() == 1;
+                if ended {
+                    Self::append_audit_in(&mut tx, audit).await?;
+                }
                 tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                Ok(ended)
             }
         }
     };

@@ -225,6 +225,95 @@ async fn with_redis_every_node_draws_from_the_same_bucket() {
     assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
 }
 
+/// A Redis of this test's own (the test stops and kills it), on a free port; killed when
+/// dropped.
+struct OwnRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (.ci/test installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal}");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis is a helper, never a dependency, and its failure lifts no limit: a Redis that stops
+/// answering (paused, a failover black-holing its address) does not hold requests until the
+/// request timeout, and one that is gone leaves each node limiting on its own.
+#[tokio::test]
+async fn a_redis_that_hangs_or_dies_leaves_limits_per_node_neither_hung_nor_lifted() {
+    let redis = OwnRedis::start();
+    let mut env = FAST.to_vec();
+    env.extend([
+        ("OBGATE_RATE_LIMIT_GATEWAY", "3/min"),
+        ("OBGATE_REDIS_URL", redis.url.as_str()),
+        ("OBGATE_HTTP_REQUEST_TIMEOUT", "10s"),
+    ]);
+    let app = spawn_with(&env).await;
+    let a = access(&app, json!({"Permissions": ["ReadAccountsBasic"]}), None).await;
+    assert_eq!(accounts(&app.base, &a.token).await.status(), 200);
+
+    // Paused: answered, by this node's own bucket (three more, then none).
+    redis.signal("-STOP");
+    let mut statuses = vec![];
+    for _ in 0..4 {
+        statuses.push(accounts(&app.base, &a.token).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "not held until the timeout");
+
+    // Gone: once the node has seen it fail, its own bucket decides; the limit holds.
+    redis.signal("-CONT");
+    redis.signal("-KILL");
+    let errors = |m: String| crate::gateway::metric(&m, "obgate_redis_errors_total ");
+    let before = errors(app.get("/metrics").await.text());
+    for _ in 0..100 {
+        if errors(app.get("/metrics").await.text()) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(errors(app.get("/metrics").await.text()) > before, "noticed");
+    let r = accounts(&app.base, &a.token).await;
+    assert_eq!(r.status(), 429, "a Redis outage lifts no limit");
+}
+
 async fn token_from(app: &TestApp, id: &str, secret: &str, from: &str) -> Resp {
     app.send(
         app.request(Method::POST, "/oauth2/token")
@@ -289,6 +378,37 @@ async fn an_address_that_sprays_many_ids_is_locked_and_others_are_not() {
     // The real client elsewhere is untouched: four failures were spread over four ids.
     let r = token_from(&app, &id, &secret, "198.51.100.7").await;
     assert_eq!(r.status, 200);
+}
+
+/// Guesses sent all at once pass the lockout's first look together, before any has failed:
+/// each waits for its argon2 turn, and the lock set meanwhile stops those still waiting, so a
+/// burst is not a way round the limit on guesses.
+#[tokio::test]
+async fn a_burst_of_guesses_sent_at_once_gets_no_more_tries_than_the_lockout_allows() {
+    let app = spawn_with(&[
+        ("OBGATE_OAUTH_LOCKOUT_AFTER", "4"),
+        ("OBGATE_OAUTH_LOCKOUT_WINDOW", "1m"),
+        ("OBGATE_HTTP_CLIENT_IP_HEADER", "x-forwarded-for"),
+    ])
+    .await;
+    let (id, _) = register(&app, json!({"client_name": "Victim"})).await;
+    let guesses = (0..40).map(|n| {
+        let (app, id) = (&app, &id);
+        async move { token_from(app, id, &format!("guess-{n}"), "203.0.113.12").await }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let tried = answers.iter().filter(|r| r.status == 401).count();
+    let locked = answers.iter().filter(|r| r.status == 429).count();
+    assert_eq!(tried + locked, 40);
+    // The lockout allows four; one more may already be running argon2 on each permit.
+    let permits =
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    assert!(tried <= 4 + permits, "{tried} guesses tried");
+    let audited = app
+        .audit(&format!("action=client.authenticate&actor_id={id}"))
+        .await
+        .len();
+    assert_eq!(audited, tried, "only the guesses tried are audited");
 }
 
 /// Credentials that cannot be read (no client id to count against), or are presented wrongly,

@@ -372,6 +372,126 @@ async fn assertions_with_a_wrong_audience_issuer_key_lifetime_or_algorithm_are_r
     assert_eq!(denied[0]["reason"], "assertion_not_configured");
 }
 
+/// Refused sign-ins count against their address like failed client authentications: once it
+/// is locked, its attempts are refused (429, `Retry-After`) before any assertion is checked
+/// or audit row written, so a flood of made-up assertions is not an audit write each. A good
+/// assertion from elsewhere still signs in.
+#[tokio::test]
+async fn refused_sign_ins_lock_their_address_before_anything_is_written() {
+    let bank = Bank::new();
+    let app = spawn_with(
+        &[
+            FAST,
+            &bank.env(),
+            &[
+                ("OBGATE_OAUTH_LOCKOUT_AFTER", "3"),
+                ("OBGATE_OAUTH_LOCKOUT_WINDOW", "1m"),
+                ("OBGATE_HTTP_CLIENT_IP_HEADER", "x-forwarded-for"),
+            ],
+        ]
+        .concat(),
+    )
+    .await;
+    let customer = passed_customer(&app).await;
+    let from = |ip: &'static str, assertion: String| {
+        app.send(
+            app.request(Method::GET, &format!("/login?assertion={assertion}"))
+                .header("x-forwarded-for", ip),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(from("203.0.113.70", "x".into()).await.status, 401);
+    }
+    let refused = app.audit("action=pages.sign_in").await.len();
+    assert_eq!(refused, 3, "each refusal before the lock is audited");
+    let locks = app.audit("action=client.lockout").await;
+    assert_eq!(locks.len(), 1, "the lock is audited once");
+    assert!(
+        locks[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("last: sign_in"),
+        "{}",
+        locks[0]
+    );
+    // Locked: bad assertions, and even a good one, are refused without a write; the POST form
+    // is the same door.
+    for _ in 0..5 {
+        let r = from("203.0.113.70", "x".into()).await;
+        assert_eq!(r.status, 429);
+        assert!(r.header("retry-after").is_some());
+        assert!(r.text().contains("Too many attempts"));
+    }
+    let good = bank.assertion(&audience(&app).await, &customer, app.clock.now());
+    assert_eq!(from("203.0.113.70", good).await.status, 429);
+    let r = app
+        .send(
+            app.request(Method::POST, "/login")
+                .header("x-forwarded-for", "203.0.113.70")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("assertion=x"),
+        )
+        .await;
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        app.audit("action=pages.sign_in").await.len(),
+        refused,
+        "a locked address's attempts write nothing"
+    );
+    let good = bank.assertion(&audience(&app).await, &customer, app.clock.now());
+    assert_eq!(from("198.51.100.7", good).await.status, 303);
+}
+
+/// A cross-site form posted to `/logout` arrives without the `SameSite=Lax` session cookie:
+/// its answer must not remove that cookie from the browser (a forced sign-out mid-consent).
+/// Sign-out ends the session and writes its audit row together: when the row cannot be
+/// written, the customer stays signed in.
+#[tokio::test]
+async fn sign_out_needs_the_session_and_is_audited_with_it() {
+    let bank = Bank::new();
+    let app = spawn_with(&[FAST, &bank.env()].concat()).await;
+    let customer = passed_customer(&app).await;
+    let cookie = sign_in(&app, &bank, &customer).await;
+
+    let r = post_form(&app, "/logout", "", &[("csrf_token", "x")]).await;
+    assert!(
+        set_cookie(&r, SESSION).is_none(),
+        "no cookie sent, none removed"
+    );
+    assert_eq!(page(&app, "/dashboard", &cookie).await.status, 200);
+
+    app.db
+        .exec(if app.db.is_postgres() {
+            "CREATE OR REPLACE FUNCTION refuse_sign_out() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
+             CREATE TRIGGER refuse_sign_out BEFORE INSERT ON audit FOR EACH ROW \
+             WHEN (NEW.action = 'pages.sign_out') EXECUTE FUNCTION refuse_sign_out();"
+        } else {
+            "CREATE TRIGGER refuse_sign_out BEFORE INSERT ON audit \
+             WHEN NEW.action = 'pages.sign_out' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        })
+        .await;
+    let token = csrf_of(&page(&app, "/dashboard", &cookie).await.text());
+    let r = post_form(&app, "/logout", &cookie, &[("csrf_token", &token)]).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        page(&app, "/dashboard", &cookie).await.status,
+        200,
+        "no sign-out without its audit row"
+    );
+    app.db
+        .exec(if app.db.is_postgres() {
+            "DROP TRIGGER refuse_sign_out ON audit"
+        } else {
+            "DROP TRIGGER refuse_sign_out"
+        })
+        .await;
+    let r = post_form(&app, "/logout", &cookie, &[("csrf_token", &token)]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.audit("action=pages.sign_out").await.len(), 1);
+    assert_eq!(page(&app, "/dashboard", &cookie).await.status, 303);
+}
+
 #[tokio::test]
 async fn the_session_ends_at_its_lifetime_and_on_sign_out() {
     let bank = Bank::new();
@@ -517,6 +637,20 @@ async fn the_consent_screen_shows_the_request_and_every_form_needs_the_sessions_
     let theirs = obgate::sandbox_bank::account_ids(&other)[0].clone();
     let r = decide(&app, &cookie, &challenge, &token, "approve", &[&theirs]).await;
     assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        consent_status(&app, &consent).await,
+        "AwaitingAuthorisation"
+    );
+    // More accounts than an approval may name (the bank's API allows 100): refused as
+    // malformed before any is looked at, whoever owns them (each one a fresh id, so the
+    // form cannot be cut down by removing repeats).
+    let many: Vec<String> = (0..101).map(|i| format!("{}{i}", accounts[0])).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let r = decide(&app, &cookie, &challenge, &token, "approve", &many).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r
+        .text()
+        .contains("more accounts than one approval may share (at most 100)"));
     assert_eq!(
         consent_status(&app, &consent).await,
         "AwaitingAuthorisation"

@@ -214,12 +214,21 @@ async fn store_story() {
         "expired, swept"
     );
     assert!(store.get_page_session("h2").await.unwrap().is_some());
-    assert!(store.end_page_session("h2").await.unwrap());
-    assert!(!store.end_page_session("h2").await.unwrap(), "ended once");
+    let sign_out = AuditEvent::new(
+        Timestamp::from_millis(4_000),
+        ActorType::Customer,
+        "cus_story",
+        "pages.sign_out",
+    );
+    assert!(store.end_page_session("h2", &sign_out).await.unwrap());
+    assert!(
+        !store.end_page_session("h2", &sign_out).await.unwrap(),
+        "ended once"
+    );
     assert_eq!(
         store.audit_head().await.unwrap().seq,
-        6,
-        "each sign-in audited"
+        7,
+        "each sign-in audited, and the one sign-out that ended a session"
     );
     chain::verify(store.as_ref()).await.unwrap();
 
