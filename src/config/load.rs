@@ -392,6 +392,21 @@ pub(super) fn load(
             }),
         }
     });
+    // The sandbox provider passes every customer but a handful of test SSNs: in production it
+    // would mark every customer `passed` and open their accounts to TPPs. It is refused there,
+    // and left unset it is not the default.
+    if production && provider_name.as_deref() != Some("http") {
+        let why = if layers.explicit("kyc.provider") {
+            "the sandbox provider passes every customer but a few test values and is for \
+             sandbox mode only; set http with kyc.provider_url"
+        } else {
+            "required in production mode: set http with kyc.provider_url (the sandbox provider \
+             is for sandbox mode only)"
+        };
+        if provider_name.is_some() {
+            layers.fail("kyc.provider", why);
+        }
+    }
     let provider_api_key = layers.get("kyc.provider_api_key").map(Secret::new);
     let provider = match provider_name.as_deref() {
         Some("http") => match provider_url {
@@ -1238,14 +1253,16 @@ mod tests {
     fn production_refuses_implicit_and_dev_settings_all_at_once() {
         let dev_pii = base64::engine::general_purpose::STANDARD.encode(EncryptionKey::DEV_PII_KEY);
         let errs = errors(&[("OBGATE_MODE", "production"), ("OBGATE_PII_KEY", &dev_pii)]);
-        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert_eq!(errs.len(), 6, "{errs:?}");
         assert!(errs[0].starts_with("OBGATE_PUBLIC_URL: required in production"));
         assert!(errs[1].starts_with("OBGATE_DATABASE_URL: required in production"));
         assert!(errs[2].starts_with("OBGATE_PII_KEY: this is the published sandbox dev key"));
         assert!(errs[3].starts_with("OBGATE_OAUTH_KEY_ENCRYPTION_KEY: required in production"));
-        assert!(errs[4].starts_with("OBGATE_UPSTREAM_URL: required in production mode"));
+        assert!(errs[4].starts_with("OBGATE_KYC_PROVIDER: required in production mode"));
+        assert!(errs[5].starts_with("OBGATE_UPSTREAM_URL: required in production mode"));
         let errs = errors(&[
             ("OBGATE_MODE", "production"),
+            ("OBGATE_KYC_PROVIDER", "sandbox"),
             ("OBGATE_PUBLIC_URL", "http://bank.example"),
             ("OBGATE_DATABASE_URL", "postgres://u:pw@db/obgate"),
             ("OBGATE_UPSTREAM_URL", "https://core.bank.example/ob"),
@@ -1258,7 +1275,9 @@ mod tests {
             errs,
             vec![
                 "OBGATE_PUBLIC_URL: must be https in production mode",
-                "OBGATE_PII_KEY: required in production mode; generate one with `openssl rand -base64 32`"
+                "OBGATE_PII_KEY: required in production mode; generate one with `openssl rand -base64 32`",
+                "OBGATE_KYC_PROVIDER: the sandbox provider passes every customer but a few test \
+                 values and is for sandbox mode only; set http with kyc.provider_url"
             ]
         );
     }

@@ -101,16 +101,39 @@ impl DatabaseUrl {
         self.url.expose_secret()
     }
 
-    /// The URL with any password replaced by `***`, safe for logs and `obgate config`.
+    /// The URL with any password replaced by `***`, safe for logs and `obgate config`: the
+    /// one in the user-info part and the `password` query parameter (which PostgreSQL's
+    /// connection URLs accept too). Anything else is shown as given.
     pub fn masked(&self) -> String {
         let raw = self.url.expose_secret();
-        match Url::parse(raw) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            _ => raw.to_owned(),
+        let Ok(mut u) = Url::parse(raw) else {
+            // Only a SQLite URL gets here (a postgres one is parsed when loaded): no password.
+            return raw.to_owned();
+        };
+        let in_query = u
+            .query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("password"));
+        if u.password().is_none() && !in_query {
+            return raw.to_owned();
         }
+        if u.password().is_some() {
+            let _ = u.set_password(Some("***"));
+        }
+        if in_query {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        u.to_string()
     }
 }
 

@@ -180,13 +180,20 @@ impl RouteName {
     }
 }
 
-/// A method as a metric label, borrowed for the common ones.
+/// A method as a metric label: the standard ones by name, any other as `other`. Clients choose
+/// the method, and HTTP accepts any token as one: a label per made-up method would let anyone
+/// grow the metric set (and `/metrics`) without bound.
 fn method_label(method: &Method) -> Cow<'static, str> {
-    const COMMON: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
-    match COMMON.iter().find(|m| **m == method.as_str()) {
-        Some(m) => Cow::Borrowed(m),
-        None => Cow::Owned(method.as_str().to_owned()),
-    }
+    const COMMON: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    Cow::Borrowed(
+        COMMON
+            .iter()
+            .find(|m| **m == method.as_str())
+            .copied()
+            .unwrap_or("other"),
+    )
 }
 
 /// Counts requests and observes latency per matched route (never the raw path, which would

@@ -112,6 +112,7 @@ async fn bad_configuration_exits_2_naming_every_key() {
         "OBGATE_DATABASE_URL",
         "OBGATE_PII_KEY",
         "OBGATE_OAUTH_KEY_ENCRYPTION_KEY",
+        "OBGATE_KYC_PROVIDER",
         "OBGATE_UPSTREAM_URL",
     ] {
         assert!(
@@ -171,6 +172,20 @@ async fn config_prints_the_effective_values_with_secrets_masked() {
     );
     // What it prints is valid TOML.
     stdout.parse::<toml::Table>().unwrap();
+
+    // PostgreSQL also takes the password as a query parameter: masked there too.
+    let (code, stdout, stderr) = run(obgate(&db)
+        .env(
+            "OBGATE_DATABASE_URL",
+            "postgres://app@db.internal:5432/obgate?sslmode=require&password=hunter3",
+        )
+        .arg("config"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("hunter3"), "{stdout}");
+    assert!(
+        stdout.contains("postgres://app@db.internal:5432/obgate?sslmode=require&password=***"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

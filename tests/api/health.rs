@@ -94,4 +94,14 @@ async fn metrics_count_requests_by_matched_route_and_status() {
         text.contains("obgate_http_request_duration_seconds_bucket{"),
         "{text}"
     );
+
+    // Made-up methods (HTTP accepts any token) share one label: a client cannot grow the
+    // metric set by inventing them.
+    for i in 0..20 {
+        let m = reqwest::Method::from_bytes(format!("X{i}").as_bytes()).unwrap();
+        app.send(app.request(m, "/healthz")).await;
+    }
+    let text = app.get("/metrics").await.text();
+    assert!(!text.contains("method=\"X1"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
 }

@@ -144,6 +144,8 @@ pub const PRODUCTION: &[(&str, &str)] = &[
     ("OBGATE_MODE", "production"),
     ("OBGATE_PUBLIC_URL", "https://bank.example"),
     ("OBGATE_UPSTREAM_URL", "https://core.bank.example"),
+    ("OBGATE_KYC_PROVIDER", "http"),
+    ("OBGATE_KYC_PROVIDER_URL", "https://idv.bank.example"),
     (
         "OBGATE_PII_KEY",
         "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=",
