@@ -147,6 +147,15 @@ pub enum Broken {
         /// What was found instead.
         found: String,
     },
+    /// A row or a decision numbered before the first (seq 0 or less): the walk starts at 1,
+    /// so only this check sees it, while listings sorted by seq show it.
+    #[error("{what} seq {seq} lies before the start of the chain: written out of band")]
+    BeforeStart {
+        /// `audit row` or `gateway decision`.
+        what: &'static str,
+        /// Its seq.
+        seq: i64,
+    },
     /// The head's hash is not the last row's hash.
     #[error("the head hash does not match row seq {seq}: the last row was replaced")]
     HeadHash {
@@ -179,6 +188,7 @@ pub enum VerifyError {
 /// that no head counts, even one read after it, was written behind obgate's back.
 pub async fn verify(store: &dyn Store) -> Result<Verified, VerifyError> {
     const PAGE: u32 = 1000;
+    nothing_before_the_start(store).await?;
     let head = store.audit_head().await?;
     let mut expected_seq = 1;
     let mut prev_hash = GENESIS_HASH.to_owned();
@@ -238,6 +248,38 @@ pub async fn verify(store: &dyn Store) -> Result<Verified, VerifyError> {
         decisions: sealed,
         head_hash: prev_hash,
     })
+}
+
+/// Checks that no row and no decision is numbered before the chain's first (seq 1): obgate
+/// never writes one, and the walk from seq 1 would not see it.
+async fn nothing_before_the_start(store: &dyn Store) -> Result<(), VerifyError> {
+    if let Some(row) = store
+        .audit_chain_page(i64::MIN, 1)
+        .await?
+        .into_iter()
+        .next()
+    {
+        if row.seq < 1 {
+            return Err(Broken::BeforeStart {
+                what: "audit row",
+                seq: row.seq,
+            }
+            .into());
+        }
+    }
+    if let Some(d) = store
+        .decisions_between(i64::MIN, 0, 1)
+        .await?
+        .into_iter()
+        .next()
+    {
+        return Err(Broken::BeforeStart {
+            what: "gateway decision",
+            seq: d.seq,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Checks that nothing is stored past `head` that a head read afterwards does not count.

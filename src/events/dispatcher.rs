@@ -3,13 +3,16 @@
 //! The loop claims one due delivery at a time with a lease (`webhooks.timeout` + 5 s), so a
 //! node that dies mid-delivery leaves it to be claimed again once the lease ends: every event
 //! is delivered at least once, always under its own `webhook-id`, which receivers use to drop
-//! duplicates. Up to [`MAX_IN_FLIGHT`] deliveries run at once so one slow receiver does not hold
-//! up the others.
+//! duplicates. Up to [`MAX_IN_FLIGHT`] deliveries run at once, at most [`PER_ENDPOINT`] of them
+//! to one endpoint, so one slow receiver does not hold up the others: a receiver that accepts
+//! connections and never answers would otherwise take every slot with its backlog and its
+//! retries, and each for the whole `webhooks.timeout`.
 //!
 //! After each attempt: 2xx → delivered; 410 → the endpoint is disabled and its pending
 //! deliveries abandoned; anything else → the next step of `webhooks.retry_schedule` (or the
 //! receiver's `Retry-After`, when longer); past the last step → failed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,60 @@ use crate::store::events::{AttemptRecord, DeliveryNext, DueDelivery};
 
 /// Deliveries attempted concurrently by one node.
 pub const MAX_IN_FLIGHT: usize = 8;
+
+/// Deliveries attempted concurrently by one node to one endpoint.
+pub const PER_ENDPOINT: usize = 2;
+
+/// The endpoints this node is delivering to, with how many deliveries each.
+#[derive(Default)]
+struct InFlight(std::sync::Mutex<HashMap<String, usize>>);
+
+impl InFlight {
+    /// Endpoints that have their [`PER_ENDPOINT`] deliveries running.
+    fn busy(&self) -> Vec<String> {
+        self.0.lock().map_or_else(
+            |_| Vec::new(),
+            |m| {
+                m.iter()
+                    .filter(|(_, n)| **n >= PER_ENDPOINT)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            },
+        )
+    }
+
+    fn start(&self, endpoint: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(endpoint.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn end(&self, endpoint: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            if let Some(n) = m.get_mut(endpoint) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(endpoint);
+                }
+            }
+        }
+    }
+}
+
+/// A delivery running: when it ends (or its task panics), its endpoint's count goes down and
+/// the loop looks again, since a delivery it passed over for a busy endpoint may now go.
+struct Running {
+    in_flight: Arc<InFlight>,
+    endpoint: String,
+    state: AppState,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.in_flight.end(&self.endpoint);
+        self.state.events.deliveries.notify_one();
+    }
+}
 
 /// Runs until `stop` resolves.
 pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -43,6 +100,7 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
         }
     };
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let in_flight = Arc::new(InFlight::default());
     let lease = state.config.webhooks.timeout + Duration::from_secs(5);
     loop {
         if *stop.borrow() {
@@ -52,11 +110,23 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
             return;
         };
         let now = state.clock.now();
-        match state.store.claim_delivery(now, now.plus(lease)).await {
+        let busy = in_flight.busy();
+        match state
+            .store
+            .claim_delivery(now, now.plus(lease), &busy)
+            .await
+        {
             Ok(Some(due)) => {
                 let (state, client) = (state.clone(), client.clone());
+                in_flight.start(&due.endpoint_id);
+                let running = Running {
+                    in_flight: in_flight.clone(),
+                    endpoint: due.endpoint_id.clone(),
+                    state: state.clone(),
+                };
                 tokio::spawn(async move {
                     deliver(&state, &client, due).await;
+                    drop(running);
                     drop(permit);
                 });
             }

@@ -361,6 +361,7 @@ pub async fn update(
             o.profile = profile;
             o.row.updated_at = now;
             o.row.profile = Some(sealed);
+            o.row.kyc_version += 1;
             Ok(o)
         }
         WriteOutcome::IdempotencyKeyUsed => Err(idempotency::key_used()),

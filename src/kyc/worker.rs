@@ -1,4 +1,5 @@
-//! The background worker that runs identity-provider checks and destroys expired AML records.
+//! The background worker that runs identity-provider checks and destroys expired AML records
+//! and idempotency keys.
 //!
 //! Jobs are rows (`kyc_jobs`) written in the same transaction as the change that queued them,
 //! so a check queued before a crash still runs after the restart. A claim leases the job for
@@ -35,6 +36,12 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
             Ok(0) => {}
             Ok(n) => tracing::info!(records = n, "destroyed AML records past their retention"),
             Err(e) => tracing::warn!(error = %e, "cannot purge AML records"),
+        }
+        let expired = crate::clock::Timestamp::from_millis(
+            now.millis() - crate::http::idempotency::WINDOW.as_millis() as i64,
+        );
+        if let Err(e) = state.store.purge_idempotency_keys(expired).await {
+            tracing::warn!(error = %e, "cannot purge expired idempotency keys");
         }
         let claimed = state.store.claim_kyc_job(now, now.plus(lease)).await;
         match claimed {

@@ -138,13 +138,16 @@ pub trait EventStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Writes events (and their deliveries) on their own, for changes with no other row.
     async fn insert_events(&self, events: &[EventRow]) -> Result<(), StoreError>;
-    /// Takes the next due delivery, leasing it until `lease_until`.
+    /// Takes the next due delivery to an endpoint not in `busy`, leasing it until
+    /// `lease_until`.
     async fn claim_delivery(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
+        busy: &[String],
     ) -> Result<Option<DueDelivery>, StoreError>;
-    /// Records an attempt and moves the delivery on.
+    /// Records an attempt and moves the delivery on. `audit` is written with it; for an
+    /// endpoint gone (410), only by the attempt that disables the endpoint.
     async fn record_attempt(
         &self,
         attempt: &AttemptRecord,
@@ -306,35 +309,50 @@ macro_rules! event_store_impl {
                 &self,
                 now: $crate::clock::Timestamp,
                 lease_until: $crate::clock::Timestamp,
+                busy: &[String],
             ) -> Result<Option<$crate::store::events::DueDelivery>, $crate::store::StoreError>
             {
+                // The endpoints to pass over, bound from parameter `$first` on.
+                let skip = |first: usize| {
+                    if busy.is_empty() {
+                        return String::new();
+                    }
+                    let marks: Vec<String> =
+                        (0..busy.len()).map(|i| format!("${}", i + first)).collect();
+                    format!(" AND endpoint_id NOT IN ({})", marks.join(", "))
+                };
                 // A read first: an idle dispatcher must not take the write lock every poll.
-                let due: Option<(String,)> = sqlx::query_as(
+                let probe = format!(
                     "SELECT event_id FROM webhook_deliveries WHERE state = 'pending' \
-                     AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) \
-                     LIMIT 1",
-                )
-                .bind(now)
-                .fetch_optional(self.pool())
-                .await?;
+                     AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1)\
+                     {} LIMIT 1",
+                    skip(2)
+                );
+                let mut q = sqlx::query_as(&probe).bind(now);
+                for id in busy {
+                    q = q.bind(id);
+                }
+                let due: Option<(String,)> = q.fetch_optional(self.pool()).await?;
                 if due.is_none() {
                     return Ok(None);
                 }
                 let mut tx = self.begin_write().await?;
-                let claimed: Option<(String, String, i32)> = sqlx::query_as(
+                let claim = format!(
                     "UPDATE webhook_deliveries SET locked_until = $2 \
                      WHERE (event_id, endpoint_id) = (SELECT event_id, endpoint_id \
                        FROM webhook_deliveries WHERE state = 'pending' \
                        AND next_attempt_at <= $1 \
-                       AND (locked_until IS NULL OR locked_until < $1) \
+                       AND (locked_until IS NULL OR locked_until < $1){} \
                        ORDER BY next_attempt_at, event_id LIMIT 1) \
                      AND state = 'pending' AND (locked_until IS NULL OR locked_until < $1) \
                      RETURNING event_id, endpoint_id, attempts",
-                )
-                .bind(now)
-                .bind(lease_until)
-                .fetch_optional(&mut *tx)
-                .await?;
+                    skip(3)
+                );
+                let mut q = sqlx::query_as(&claim).bind(now).bind(lease_until);
+                for id in busy {
+                    q = q.bind(id);
+                }
+                let claimed: Option<(String, String, i32)> = q.fetch_optional(&mut *tx).await?;
                 let Some((event_id, endpoint_id, _)) = claimed else {
                     tx.commit().await?;
                     return Ok(None);
@@ -376,6 +394,25 @@ macro_rules! event_store_impl {
                 .bind(a.duration_ms)
                 .execute(&mut *tx)
                 .await?;
+                // A 410 disables the endpoint: its row is locked first, before this delivery's,
+                // the order deleting an endpoint takes, so concurrent 410s (and a delete) queue
+                // on it rather than deadlock on each other's deliveries. Only the attempt that
+                // disables it writes the audit row.
+                let gone = matches!(a.next, DeliveryNext::EndpointGone);
+                let mut disabled = false;
+                if gone {
+                    disabled = sqlx::query(
+                        "UPDATE webhook_endpoints SET disabled_at = $1, \
+                         disabled_reason = 'the endpoint answered 410 Gone' \
+                         WHERE id = $2 AND disabled_at IS NULL",
+                    )
+                    .bind(a.attempted_at)
+                    .bind(&a.endpoint_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                }
                 let (state, next_at, delivered_at) = match &a.next {
                     DeliveryNext::Delivered => ("delivered", a.attempted_at, Some(a.attempted_at)),
                     DeliveryNext::RetryAt(t) => ("pending", *t, None),
@@ -397,16 +434,7 @@ macro_rules! event_store_impl {
                 .bind(&a.endpoint_id)
                 .execute(&mut *tx)
                 .await?;
-                if matches!(a.next, DeliveryNext::EndpointGone) {
-                    sqlx::query(
-                        "UPDATE webhook_endpoints SET disabled_at = $1, \
-                         disabled_reason = 'the endpoint answered 410 Gone' \
-                         WHERE id = $2 AND disabled_at IS NULL",
-                    )
-                    .bind(a.attempted_at)
-                    .bind(&a.endpoint_id)
-                    .execute(&mut *tx)
-                    .await?;
+                if gone {
                     sqlx::query(
                         "UPDATE webhook_deliveries SET state = 'abandoned', locked_until = NULL \
                          WHERE endpoint_id = $1 AND state = 'pending'",
@@ -415,7 +443,7 @@ macro_rules! event_store_impl {
                     .execute(&mut *tx)
                     .await?;
                 }
-                if let Some(audit) = audit {
+                if let Some(audit) = audit.filter(|_| disabled || !gone) {
                     Self::append_audit_in(&mut tx, audit).await?;
                 }
                 tx.commit().await?;

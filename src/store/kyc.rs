@@ -208,7 +208,9 @@ pub trait KycStore: Send + Sync {
         before: Option<(Timestamp, String)>,
         limit: u32,
     ) -> Result<Vec<CustomerRow>, StoreError>;
-    /// Replaces the sealed profile if `kyc_version` is still `expected_version`.
+    /// Replaces the sealed profile if `kyc_version` is still `expected_version`, and moves the
+    /// version on: each update is merged into the profile it read, so a second update made
+    /// from the same read must fail rather than drop the first one's change.
     async fn update_customer_profile(
         &self,
         customer_id: &str,
@@ -261,6 +263,10 @@ pub trait KycStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Destroys AML records whose retention ended; returns how many.
     async fn purge_aml_records(&self, now: Timestamp) -> Result<u64, StoreError>;
+    /// Deletes idempotency keys created before `before` (past their window, they block
+    /// nothing); answers how many. Reads first and writes only when there are some, so an
+    /// idle call takes no write lock.
+    async fn purge_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
     /// The AML record of an erased customer, if still retained.
     async fn get_aml_record(&self, customer_id: &str) -> Result<Option<AmlRow>, StoreError>;
 }
@@ -278,6 +284,32 @@ pub(crate) const JOB_COLUMNS: &str =
 macro_rules! kyc_store_impl {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// Deletes the rows of `table` matching `condition` (on the time `$1`), reading
+            /// first so that a call with nothing to delete takes no write lock (the worker
+            /// calls this every poll). Answers how many were deleted.
+            async fn purge(
+                &self,
+                table: &str,
+                condition: &str,
+                at: $crate::clock::Timestamp,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let probe = format!("SELECT 1 FROM {table} WHERE {condition} LIMIT 1");
+                let due: Option<(i32,)> = sqlx::query_as(&probe)
+                    .bind(at)
+                    .fetch_optional(self.pool())
+                    .await?;
+                if due.is_none() {
+                    return Ok(0);
+                }
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(&format!("DELETE FROM {table} WHERE {condition}"))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
+            }
+
             /// Applies a KYC change inside `tx`; anything but `Applied` leaves `tx` for the
             /// caller to roll back.
             async fn write_kyc_in(
@@ -535,7 +567,8 @@ macro_rules! kyc_store_impl {
                     }
                 }
                 let done = sqlx::query(
-                    "UPDATE customers SET profile = $1, updated_at = $2 \
+                    "UPDATE customers SET profile = $1, updated_at = $2, \
+                     kyc_version = kyc_version + 1 \
                      WHERE customer_id = $3 AND kyc_version = $4 AND erased_at IS NULL",
                 )
                 .bind(profile)
@@ -753,22 +786,16 @@ macro_rules! kyc_store_impl {
                 &self,
                 now: $crate::clock::Timestamp,
             ) -> Result<u64, $crate::store::StoreError> {
-                let due: Option<(String,)> = sqlx::query_as(
-                    "SELECT customer_id FROM aml_records WHERE retain_until <= $1 LIMIT 1",
-                )
-                .bind(now)
-                .fetch_optional(self.pool())
-                .await?;
-                if due.is_none() {
-                    return Ok(0);
-                }
-                let mut tx = self.begin_write().await?;
-                let done = sqlx::query("DELETE FROM aml_records WHERE retain_until <= $1")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected())
+                self.purge("aml_records", "retain_until <= $1", now).await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn purge_idempotency_keys(
+                &self,
+                before: $crate::clock::Timestamp,
+            ) -> Result<u64, $crate::store::StoreError> {
+                self.purge("idempotency_keys", "created_at < $1", before)
+                    .await
             }
 
             #[tracing::instrument(skip_all)]

@@ -298,6 +298,51 @@ async fn verify_detects_a_row_appended_past_the_head() {
     );
 }
 
+/// Rows and decisions numbered before the chain's start (seq 0 or less) are out of band too:
+/// the walk from seq 1 would never read them, while the listings (newest first) show them.
+#[tokio::test]
+async fn verify_detects_rows_and_decisions_slipped_in_before_the_start() {
+    let app = spawn().await;
+    seed(&app, 2, Timestamp::from_millis(0)).await;
+    chain::verify(app.store.as_ref()).await.unwrap();
+    app.db
+        .exec(
+            "INSERT INTO gateway_decisions (seq, sealed_by, occurred_at, outcome, reason, path) \
+             VALUES (-1, 1, 0, 'success', 'allowed', '/x')",
+        )
+        .await;
+    let found = chain::verify(app.store.as_ref()).await;
+    assert!(
+        matches!(
+            found,
+            Err(VerifyError::Broken(Broken::BeforeStart {
+                what: "gateway decision",
+                seq: -1
+            }))
+        ),
+        "{found:?}"
+    );
+    app.db
+        .exec(&format!(
+            "INSERT INTO audit (seq, id, occurred_at, actor_type, actor_id, action, outcome, \
+             prev_hash, hash) VALUES (0, 'forged', 0, 'customer', 'cus_x', 'consent.authorise', \
+             'success', '{h}', '{h}')",
+            h = chain::GENESIS_HASH
+        ))
+        .await;
+    let found = chain::verify(app.store.as_ref()).await;
+    assert!(
+        matches!(
+            found,
+            Err(VerifyError::Broken(Broken::BeforeStart {
+                what: "audit row",
+                seq: 0
+            }))
+        ),
+        "{found:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_batch_that_breaks_a_constraint_writes_none_of_its_rows_and_appending_goes_on() {
     let app = spawn().await;

@@ -184,6 +184,30 @@ async fn customers_are_created_read_listed_and_patched_with_masked_pii() {
     assert_eq!(r.json()["last_name"], "Smith");
     assert_eq!(r.json()["first_name"], "Mary Ann", "unsent fields are kept");
 
+    // Two updates made from the same read of the customer (two PATCHes at once, each merging
+    // into what it read): the second is refused, not applied over the first one's change.
+    use obgate::store::kyc::WriteOutcome;
+    let row = app.store.get_customer(&id).await.unwrap().unwrap();
+    let profile = row.profile.clone().unwrap();
+    let audit = obgate::audit::AuditEvent::new(
+        app.clock.now(),
+        obgate::audit::ActorType::System,
+        "test",
+        "customer.update",
+    );
+    let write = || {
+        app.store.update_customer_profile(
+            &id,
+            &profile,
+            app.clock.now(),
+            row.kyc_version,
+            None,
+            &audit,
+        )
+    };
+    assert!(matches!(write().await.unwrap(), WriteOutcome::Applied));
+    assert!(matches!(write().await.unwrap(), WriteOutcome::Stale));
+
     for n in ["Anna", "Bob"] {
         create_customer(&app, n).await;
     }
@@ -400,9 +424,19 @@ async fn idempotency_keys_block_reuse_for_a_day_per_admin_key_and_race_safely() 
     let stored: Vec<(String,)> = sqlx_rows(&app, "SELECT key_hash FROM idempotency_keys").await;
     assert!(stored.iter().all(|(h,)| h.len() == 64 && h != "key-1"));
 
-    // After 24 hours the key is free again.
+    // After 24 hours the key is free again, and keys past their window are deleted (here the
+    // other admin key's, which nobody sends again).
     clock.advance(Duration::from_secs(24 * 3600 + 1));
     assert_eq!(app.send(post("key-1")).await.status, 201);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<(i64,)> = sqlx_rows(&app, "SELECT created_at FROM idempotency_keys").await;
+        if left.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "expired keys kept: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Two concurrent verification requests with one key: exactly one runs.
     let id = create_customer(&app, "Jane").await;

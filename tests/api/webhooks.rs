@@ -13,7 +13,7 @@ use axum::Router;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use obgate::clock::{ManualClock, Timestamp};
+use obgate::clock::{Clock, ManualClock, Timestamp};
 
 use crate::helpers::{config, spawn, spawn_with_clock, TestApp, TestDb};
 use crate::kyc::{create_customer, start_kyc, wait_for, FAST};
@@ -380,6 +380,29 @@ async fn failed_deliveries_retry_on_schedule_honour_retry_after_and_stop_on_410(
             .all(|d| d["state"] == "abandoned"),
         "{list}"
     );
+    // The endpoint was disabled, and audited, once. An attempt still in flight that comes back
+    // 410 afterwards (or races the first) records itself without a second audit row.
+    let disabled = format!("action=webhook.disable&resource_id={hook2}");
+    assert_eq!(app.audit(&disabled).await.len(), 1);
+    let late = obgate::store::events::AttemptRecord {
+        id: "wa_late".into(),
+        event_id: list["data"][0]["event_id"].as_str().unwrap().to_owned(),
+        endpoint_id: hook2.clone(),
+        attempted_at: clock.now(),
+        status_code: Some(410),
+        error: None,
+        duration_ms: 1,
+        next: obgate::store::events::DeliveryNext::EndpointGone,
+    };
+    let audit = obgate::audit::AuditEvent::new(
+        clock.now(),
+        obgate::audit::ActorType::System,
+        "webhooks",
+        "webhook.disable",
+    )
+    .on("webhook", &hook2);
+    app.store.record_attempt(&late, Some(&audit)).await.unwrap();
+    assert_eq!(app.audit(&disabled).await.len(), 1, "audited once");
 }
 
 async fn wait_delivery(app: &TestApp, hook: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -396,6 +419,37 @@ async fn wait_delivery(app: &TestApp, hook: &str, pred: impl Fn(&Value) -> bool)
         assert!(Instant::now() < deadline, "delivery never matched: {d}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A receiver that accepts connections and never answers holds each delivery to it for the
+/// whole `webhooks.timeout`: it gets a couple of the node's delivery slots, not all of them,
+/// and the other endpoints' events keep arriving meanwhile.
+#[tokio::test]
+async fn a_receiver_that_never_answers_does_not_hold_up_the_others() {
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_WEBHOOKS_TIMEOUT", "60s"));
+    let app = crate::helpers::spawn_with(&env).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hooks", silent.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holder = held.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = silent.accept().await {
+            holder.lock().unwrap().push(socket);
+        }
+    });
+    let (healthy, url) = Receiver::start(vec![(200, None)]).await;
+    register(&app, &silent_url, &["kyc.verification.initialized"]).await;
+    register(&app, &url, &["kyc.verification.initialized"]).await;
+    for _ in 0..12 {
+        let id = create_customer(&app, "Jane").await;
+        start_kyc(&app, &id, "123-45-6789").await;
+    }
+    healthy.wait_for(12).await;
+    assert!(
+        held.lock().unwrap().len() <= obgate::events::dispatcher::PER_ENDPOINT,
+        "the silent receiver holds no more than its share"
+    );
 }
 
 #[tokio::test]
