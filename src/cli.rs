@@ -232,25 +232,28 @@ async fn run(
             Ok(())
         }
         Command::AdminKey(cmd) => {
-            let store = open_migrated(&config).await?;
+            let writes = !matches!(cmd, AdminKeyCommand::List { .. });
+            let store = open_migrated(&config, writes).await?;
             let result = admin_key(cmd, store.as_ref()).await;
             store.close().await;
             result
         }
         Command::Client(cmd) => {
-            let store = open_migrated(&config).await?;
+            let writes = !matches!(cmd, ClientCommand::List { .. } | ClientCommand::Show { .. });
+            let store = open_migrated(&config, writes).await?;
             let result = client(cmd, store.clone(), &config).await;
             store.close().await;
             result
         }
         Command::Keys(cmd) => {
-            let store = open_migrated(&config).await?;
+            let writes = !matches!(cmd, KeysCommand::List);
+            let store = open_migrated(&config, writes).await?;
             let result = keys(cmd, store.clone(), &config).await;
             store.close().await;
             result
         }
         Command::Audit(AuditCommand::Verify) => {
-            let store = open_migrated(&config).await?;
+            let store = open_migrated(&config, false).await?;
             let result = chain::verify(store.as_ref()).await;
             store.close().await;
             match result {
@@ -267,12 +270,15 @@ async fn run(
     }
 }
 
-/// Opens storage for a command; migrates when allowed, otherwise refuses a stale schema.
-async fn open_migrated(config: &Config) -> Result<Arc<dyn Store>, Failure> {
+/// Opens storage for a command. A command that `writes` migrates a stale schema when
+/// `database.migrate_on_start` allows; one that only reads (a list, `audit verify`) never
+/// does, and refuses a stale schema: run from a newer binary during a rolling upgrade, it must
+/// not change the schema under the nodes still serving.
+async fn open_migrated(config: &Config, writes: bool) -> Result<Arc<dyn Store>, Failure> {
     let store = store::connect(config).await?;
     let state = store.migration_state().await?;
     if !state.is_current() {
-        if config.migrate_on_start {
+        if writes && config.migrate_on_start {
             store.migrate().await?;
         } else {
             return Err(Failure::Runtime(format!(
@@ -288,8 +294,8 @@ async fn keys(cmd: KeysCommand, store: Arc<dyn Store>, config: &Config) -> Resul
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = crate::oauth::keys::Keys::new(store.clone(), clock, &config.oauth);
     let fail = |e: crate::oauth::keys::KeyError| Failure::Runtime(e.to_string());
-    keys.ensure().await.map_err(fail)?;
     match cmd {
+        // Lists what is stored; creating or rotating keys is `serve`'s and `rotate`'s.
         KeysCommand::List => {
             println!(
                 "{:<45} {:<6} {:<8} {:<26} RETIRED",
@@ -311,6 +317,7 @@ async fn keys(cmd: KeysCommand, store: Arc<dyn Store>, config: &Config) -> Resul
             Ok(())
         }
         KeysCommand::Rotate => {
+            keys.ensure().await.map_err(fail)?;
             let actor = cli_actor();
             let before = keys.load().await.map_err(fail)?.active.kid.clone();
             keys.rotate(actor.kind, &actor.id).await.map_err(fail)?;

@@ -606,6 +606,76 @@ pub async fn reject(
     Ok(Json(json!({ "redirect_to": to })))
 }
 
+/// The same customer's answer to a request they already answered, sent again: a
+/// double-clicked Approve or Decline (the pages need no script to stop one). The browser shows
+/// only the last answer's page, so without this the first answer's redirect, carrying the
+/// code, was lost: the consent authorised and the TPP never called back.
+///
+/// An approval is answered with a new code in place of the first, while that one is unused
+/// and unexpired (the first no longer works: it never reached the TPP, and it must not stay a
+/// second way in); a decline with the TPP's `access_denied` again. `None` when the request was
+/// not answered that way by this customer within [`CODE_TTL`], or the code was already used.
+pub async fn answered_again(
+    state: &AppState,
+    challenge: &str,
+    customer_id: &str,
+    approve: bool,
+    actor: &crate::audit::Actor,
+) -> Result<Option<String>, ApiError> {
+    let Some(req) = state.store.get_decided_request(&hash(challenge)).await? else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    if req.decided_at.is_none_or(|at| at.plus(CODE_TTL) <= now) {
+        return Ok(None);
+    }
+    let Some(consent) = state.store.get_consent(&req.consent_id).await? else {
+        return Ok(None);
+    };
+    if !approve {
+        let declined = consent.status == ConsentStatus::Rejected.as_str();
+        return Ok(declined.then(|| {
+            back_to_tpp(
+                state,
+                &req.redirect_uri,
+                req.state.as_deref(),
+                &[
+                    ("error", "access_denied"),
+                    ("error_description", "the customer declined the request"),
+                ],
+            )
+        }));
+    }
+    let theirs = consent.status == ConsentStatus::Authorised.as_str()
+        && consent.customer_id.as_deref() == Some(customer_id);
+    if !theirs {
+        return Ok(None);
+    }
+    let code = random_token();
+    let audit = actor
+        .event(now, "consent.code_reissue")
+        .on("consent", &req.consent_id);
+    let reissued = state
+        .store
+        .reissue_code(
+            &req.consent_id,
+            customer_id,
+            &hash(&code),
+            now,
+            now.plus(CODE_TTL),
+            &audit,
+        )
+        .await?;
+    Ok(reissued.then(|| {
+        back_to_tpp(
+            state,
+            &req.redirect_uri,
+            req.state.as_deref(),
+            &[("code", &code)],
+        )
+    }))
+}
+
 /// Rejects the consent behind `challenge` and answers the TPP redirect carrying
 /// `access_denied`; shared by the bank's UI API and the hosted consent screen.
 pub async fn reject_request(

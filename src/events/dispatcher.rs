@@ -1,6 +1,7 @@
 //! Delivers webhook events: signed, retried on a schedule, recorded, and resumed after restarts.
 //!
-//! The loop claims one due delivery at a time with a lease (`webhooks.timeout` + 5 s), so a
+//! The loop claims one due delivery at a time with a lease (the DNS check's limit, plus
+//! `webhooks.timeout`, plus 5 s), so a
 //! node that dies mid-delivery leaves it to be claimed again once the lease ends: every event
 //! is delivered at least once, always under its own `webhook-id`, which receivers use to drop
 //! duplicates. Up to [`MAX_IN_FLIGHT`] deliveries run at once, at most [`PER_ENDPOINT`] of them
@@ -101,7 +102,11 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
     };
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let in_flight = Arc::new(InFlight::default());
-    let lease = state.config.webhooks.timeout + Duration::from_secs(5);
+    // A delivery's longest run: the destination's DNS check, then the request; and a margin.
+    // A lease shorter than that let a slow lookup's delivery be claimed again mid-flight, sent
+    // twice and counted as two attempts.
+    let lease =
+        super::webhooks::LOOKUP_TIMEOUT + state.config.webhooks.timeout + Duration::from_secs(5);
     loop {
         if *stop.borrow() {
             return;

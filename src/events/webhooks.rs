@@ -141,6 +141,11 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
+/// The longest a destination's DNS lookup may take before [`check_destination`] gives up: a
+/// dead name server must not hold a registration, nor a delivery past its lease (the
+/// dispatcher's lease counts this and `webhooks.timeout`).
+pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Checks a destination against the mode's policy. Production: https only, and every address
 /// the host resolves to must be public (no loopback, private or link-local), checked at
 /// registration and again before each delivery. Sandbox: http and local receivers allowed.
@@ -154,8 +159,9 @@ pub async fn check_destination(url: &Url, mode: Mode) -> Result<(), String> {
     let host = url.host_str().ok_or("has no host")?;
     let port = url.port_or_known_default().unwrap_or(443);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+    let addrs: Vec<_> = tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port)))
         .await
+        .map_err(|_| format!("host {host} did not resolve within {LOOKUP_TIMEOUT:?}"))?
         .map_err(|_| format!("host {host} does not resolve"))?
         .collect();
     if addrs.is_empty() {

@@ -1,5 +1,6 @@
-//! The background worker that runs identity-provider checks and destroys expired AML records
-//! and idempotency keys.
+//! The background worker that runs identity-provider checks, and the housekeeping that deletes
+//! what has stopped mattering: AML records past their retention, idempotency keys past their
+//! window, codes and token records a day past their expiry.
 //!
 //! Jobs are rows (`kyc_jobs`) written in the same transaction as the change that queued them,
 //! so a check queued before a crash still runs after the restart. A claim leases the job for
@@ -17,6 +18,11 @@ use crate::state::AppState;
 /// A job claimed more often than this (a crash loop) ends as `error`. A provider answering
 /// `pending` is not a failure: each such answer starts the count again.
 pub const MAX_ATTEMPTS: i32 = 5;
+
+/// How long authorization codes and requests, access-token records and refresh tokens are
+/// kept past their expiry (for an operator looking into a recent failure) before the worker
+/// deletes them: nothing uses them any more, and a busy bank issues millions a day.
+pub const CREDENTIALS_KEPT_AFTER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// Runs until `stop` says so.
 pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -42,6 +48,14 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
         );
         if let Err(e) = state.store.purge_idempotency_keys(expired).await {
             tracing::warn!(error = %e, "cannot purge expired idempotency keys");
+        }
+        let spent = crate::clock::Timestamp::from_millis(
+            now.millis() - CREDENTIALS_KEPT_AFTER_EXPIRY.as_millis() as i64,
+        );
+        match state.store.purge_expired_credentials(spent).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "deleted expired codes and token records"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge expired codes and token records"),
         }
         let claimed = state.store.claim_kyc_job(now, now.plus(lease)).await;
         match claimed {

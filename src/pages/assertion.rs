@@ -7,6 +7,8 @@
 //! `pages.assertion_public_key` (a PEM file) or the bank's JWK set at
 //! `pages.assertion_jwks_url`, fetched and cached, and fetched again for an unknown `kid`
 //! (at most every [`REFETCH_AFTER`]) so the bank can rotate keys without telling obgate.
+//! Requests that need the set while it is fetched wait for that one fetch; after a failed one,
+//! none is tried for [`FAILED_FETCH_BACKOFF`].
 //! Time is checked on obgate's clock.
 
 use std::time::Duration;
@@ -30,6 +32,10 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
 pub const JWKS_TTL: Duration = Duration::from_secs(300);
 /// An unknown `kid` fetches the set again, but not more often than this.
 pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
+/// After a failed fetch, assertions that need the set are refused without another try for
+/// this long: while the bank's key URL is down, each sign-in attempt must not be a request
+/// to it.
+pub const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(5);
 /// Where used `jti`s are kept (with the client assertions' ones, under a name no client has).
 const JTI_SCOPE: &str = "@customer-assertion";
 
@@ -100,6 +106,9 @@ pub struct BankKeys {
     source: AssertionKeys,
     http: Option<reqwest::Client>,
     cached: RwLock<Option<(Timestamp, JwkSet)>>,
+    /// Held by the one fetch in flight (others wait for it and use what it got); remembers
+    /// when the last fetch failed.
+    fetching: tokio::sync::Mutex<Option<Timestamp>>,
 }
 
 impl BankKeys {
@@ -116,6 +125,48 @@ impl BankKeys {
             source,
             http,
             cached: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached set, if it may answer for `kid` at `now`.
+    async fn fresh(&self, kid: Option<&str>, now: Timestamp) -> Option<JwkSet> {
+        let c = self.cached.read().await;
+        c.as_ref().and_then(|(at, set)| {
+            let knows = kid.is_none_or(|k| set.find(k).is_some());
+            let young = |d: Duration| now < at.plus(d);
+            (young(JWKS_TTL) && (knows || young(REFETCH_AFTER))).then(|| set.clone())
+        })
+    }
+
+    /// The set from the cache, or fetched once for all the requests that need it meanwhile.
+    async fn set_for(
+        &self,
+        url: &url::Url,
+        kid: Option<&str>,
+        now: Timestamp,
+    ) -> Result<JwkSet, Refusal> {
+        if let Some(set) = self.fresh(kid, now).await {
+            return Ok(set);
+        }
+        let mut failed_at = self.fetching.lock().await;
+        // Fetched by another request while this one waited.
+        if let Some(set) = self.fresh(kid, now).await {
+            return Ok(set);
+        }
+        if failed_at.is_some_and(|t| now < t.plus(FAILED_FETCH_BACKOFF)) {
+            return Err(Refusal::KeysUnavailable);
+        }
+        match self.fetch(url).await {
+            Ok(set) => {
+                *failed_at = None;
+                *self.cached.write().await = Some((now, set.clone()));
+                Ok(set)
+            }
+            Err(e) => {
+                *failed_at = Some(now);
+                Err(e)
+            }
         }
     }
 
@@ -157,22 +208,7 @@ impl BankKeys {
                 key.map(|k| vec![k]).map_err(|_| Refusal::Algorithm)
             }
             AssertionKeys::Jwks(url) => {
-                let fresh = {
-                    let c = self.cached.read().await;
-                    c.as_ref().and_then(|(at, set)| {
-                        let knows = kid.is_none_or(|k| set.find(k).is_some());
-                        let young = |d: Duration| now < at.plus(d);
-                        (young(JWKS_TTL) && (knows || young(REFETCH_AFTER))).then(|| set.clone())
-                    })
-                };
-                let set = match fresh {
-                    Some(set) => set,
-                    None => {
-                        let set = self.fetch(url).await?;
-                        *self.cached.write().await = Some((now, set.clone()));
-                        set
-                    }
-                };
+                let set = self.set_for(url, kid, now).await?;
                 Ok(set
                     .keys
                     .iter()

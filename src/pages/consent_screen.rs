@@ -422,6 +422,19 @@ pub async fn decide(
         }
         _ => return super::failed(&state, ApiError::internal("decision checked above")),
     };
+    // Already answered: by this very answer sent twice (a double click), the TPP gets its
+    // redirect after all; otherwise the request has ended or moved on.
+    let decided = match decided {
+        Err(e @ (ApiError::NotFound { .. } | ApiError::Conflict { .. })) => {
+            let approve = decision == Some("approve");
+            match flow::answered_again(&state, challenge, &s.customer_id, approve, &actor).await {
+                Ok(Some(to)) => Ok(to),
+                Ok(None) => Err(e),
+                Err(other) => Err(other),
+            }
+        }
+        other => other,
+    };
     match decided {
         Ok(to) => see_other(&to, Vec::new()),
         Err(ApiError::NotFound { .. }) => ended(&state, &s),

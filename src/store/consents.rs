@@ -234,6 +234,30 @@ pub trait ConsentStore: Send + Sync {
         &self,
         challenge_hash: &str,
     ) -> Result<Option<AuthRequestRow>, StoreError>;
+    /// Deletes what no request can use any more, expired before `before`: authorization
+    /// codes and requests, access-token records, refresh tokens and revoked-token entries
+    /// (a token past its expiry is refused for that alone). Answers how many rows went. A
+    /// used refresh token presented after its row is gone is refused as unknown, not as a
+    /// replay: replay detection lasts as long as the token would have.
+    async fn purge_expired_credentials(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// A decided request by its challenge hash (for the same answer sent again).
+    async fn get_decided_request(
+        &self,
+        challenge_hash: &str,
+    ) -> Result<Option<AuthRequestRow>, StoreError>;
+    /// Replaces the code issued for `consent_id` to `customer_id`, while it is unused and
+    /// unexpired, with `code_hash` (valid from `now` to `expires_at`), audited with `audit` in
+    /// the same transaction; `false` (nothing changed) when there is no such code. The code it
+    /// replaces no longer works.
+    async fn reissue_code(
+        &self,
+        consent_id: &str,
+        customer_id: &str,
+        code_hash: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
     /// An authorization code by its hash, without consuming it.
     async fn get_code(&self, code_hash: &str) -> Result<Option<CodeRow>, StoreError>;
     /// Consumes an authorization code.
@@ -547,6 +571,72 @@ macro_rules! consent_store_impl {
                 .bind(challenge_hash)
                 .fetch_optional(self.pool())
                 .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn purge_expired_credentials(
+                &self,
+                before: $crate::clock::Timestamp,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut gone = 0;
+                for (table, condition) in [
+                    ("authorization_codes", "expires_at < $1"),
+                    ("authorization_requests", "request_expires_at < $1"),
+                    ("consent_tokens", "expires_at < $1"),
+                    ("refresh_tokens", "expires_at < $1"),
+                    ("revoked_tokens", "expires_at < $1"),
+                ] {
+                    gone += self.purge(table, condition, before).await?;
+                }
+                Ok(gone)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn get_decided_request(
+                &self,
+                challenge_hash: &str,
+            ) -> Result<Option<$crate::store::consents::AuthRequestRow>, $crate::store::StoreError>
+            {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM authorization_requests WHERE challenge_hash = $1 \
+                     AND decided_at IS NOT NULL",
+                    $crate::store::consents::AUTH_REQUEST_COLUMNS
+                ))
+                .bind(challenge_hash)
+                .fetch_optional(self.pool())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn reissue_code(
+                &self,
+                consent_id: &str,
+                customer_id: &str,
+                code_hash: &str,
+                now: $crate::clock::Timestamp,
+                expires_at: $crate::clock::Timestamp,
+                audit: &$crate::audit::AuditEvent,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE authorization_codes SET code_hash = $1, created_at = $2, \
+                     expires_at = $3 WHERE consent_id = $4 AND customer_id = $5 \
+                     AND used_at IS NULL AND expires_at > $2",
+                )
+                .bind(code_hash)
+                .bind(now)
+                .bind(expires_at)
+                .bind(consent_id)
+                .bind(customer_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                Self::append_audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             #[tracing::instrument(skip_all)]

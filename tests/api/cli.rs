@@ -191,6 +191,20 @@ async fn config_prints_the_effective_values_with_secrets_masked() {
 #[tokio::test]
 async fn migrate_then_audit_verify_and_tamper_detection_from_the_cli() {
     let db = TestDb::new().await;
+    // Commands that only read never migrate (a newer binary beside older nodes must not
+    // change their schema): on a database not yet migrated they refuse, and change nothing.
+    for read_only in [
+        &["audit", "verify"][..],
+        &["keys", "list"],
+        &["admin-key", "list"],
+    ] {
+        let (code, _, stderr) = run(obgate(&db).args(read_only));
+        assert_eq!(code, 1, "{read_only:?}: {stderr}");
+        assert!(
+            stderr.contains("pending migrations; run `obgate migrate` first"),
+            "{read_only:?}: {stderr}"
+        );
+    }
     let (code, stdout, stderr) = run(obgate(&db).arg("migrate"));
     assert_eq!(code, 0, "{stderr}");
     let counts = stdout.trim().strip_prefix("migrations applied: ").unwrap();

@@ -1079,3 +1079,57 @@ async fn revoking_a_refresh_token_or_deleting_the_consent_ends_access_at_once() 
     .await;
     assert_eq!(events.len(), 1);
 }
+
+/// Codes, authorization requests, access-token records and refresh tokens stop mattering at
+/// their expiry; a day later the worker deletes them (a busy bank issues millions a day), and
+/// not before.
+#[tokio::test]
+async fn codes_and_token_records_are_deleted_a_day_after_they_expire() {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_790_000_000_000)));
+    let db = TestDb::new().await;
+    let cfg = config(&db, FAST);
+    let app = spawn_with_clock(db, cfg, clock.clone()).await;
+    let customer = passed_customer(&app).await;
+    let (id, secret) = tpp(&app, "Acme Budgeting").await;
+    let (_, access, _) = authorized(&app, &id, &secret, &customer).await;
+    let r = form(
+        &app,
+        "/oauth2/revoke",
+        Some((&id, &secret)),
+        &format!("token={access}"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let tables = [
+        "authorization_codes",
+        "authorization_requests",
+        "consent_tokens",
+        "refresh_tokens",
+        "revoked_tokens",
+    ];
+    let rows = |table: &'static str| {
+        let app = &app;
+        async move {
+            crate::kyc::sqlx_rows::<(i64,)>(app, &format!("SELECT COUNT(*) FROM {table}")).await[0]
+                .0
+        }
+    };
+    for t in tables {
+        assert!(rows(t).await > 0, "{t} has the authorization's rows");
+    }
+    // Past expiry, inside the day: kept.
+    clock.advance(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for t in ["authorization_codes", "consent_tokens", "revoked_tokens"] {
+        assert!(rows(t).await > 0, "{t} kept for a day");
+    }
+    // A day past the longest (the refresh token's) expiry: all gone.
+    clock.advance(Duration::from_secs(400 * 24 * 3600));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for t in tables {
+        while rows(t).await > 0 {
+            assert!(std::time::Instant::now() < deadline, "{t} not purged");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -688,6 +688,87 @@ async fn the_consent_screen_shows_the_request_and_every_form_needs_the_sessions_
     assert!(r.text().contains("This request has ended"));
 }
 
+/// A double-clicked Approve sends the form twice and the browser follows only the second
+/// answer: it must still take the customer back to the TPP with a code that works (the first
+/// one, never delivered, no longer does). A double-clicked Decline sends the TPP its
+/// `access_denied` again. Nobody else's session gets a code this way.
+#[tokio::test]
+async fn an_answer_sent_twice_still_reaches_the_tpp_with_a_working_code() {
+    use oauth2::{AuthorizationCode, PkceCodeVerifier, TokenResponse};
+    let bank = Bank::new();
+    let app = spawn_with(&[FAST, &bank.env()].concat()).await;
+    let customer = passed_customer(&app).await;
+    let (id, secret) = tpp(&app, "Acme Budgeting").await;
+    let (consent, challenge, verifier) = pending_request(&app, &id, &secret).await;
+    let cookie = sign_in(&app, &bank, &customer).await;
+    let html = page(&app, &format!("/consent?challenge={challenge}"), &cookie)
+        .await
+        .text();
+    let token = csrf_of(&html);
+    let account = obgate::sandbox_bank::account_ids(&customer)[0].clone();
+
+    let first = decide(&app, &cookie, &challenge, &token, "approve", &[&account]).await;
+    assert_eq!(first.status, 303, "{}", first.text());
+    let again = decide(&app, &cookie, &challenge, &token, "approve", &[&account]).await;
+    assert_eq!(again.status, 303, "{}", again.text());
+    let back = again.header("location").unwrap();
+    assert!(back.starts_with(REDIRECT), "{back}");
+    let (code1, code2) = (
+        query(first.header("location").unwrap())["code"].clone(),
+        query(back)["code"].clone(),
+    );
+    assert_ne!(code1, code2);
+    assert_eq!(
+        app.audit(&format!(
+            "resource_id={consent}&action=consent.code_reissue"
+        ))
+        .await
+        .len(),
+        1
+    );
+    // Another customer holding the challenge gets no code.
+    let other = passed_customer(&app).await;
+    let other_cookie = sign_in(&app, &bank, &other).await;
+    let other_token = csrf_of(&page(&app, "/dashboard", &other_cookie).await.text());
+    let theirs = obgate::sandbox_bank::account_ids(&other)[0].clone();
+    let r = decide(
+        &app,
+        &other_cookie,
+        &challenge,
+        &other_token,
+        "approve",
+        &[&theirs],
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+
+    let client = crate::consents::oauth_client(&app, &id, &secret);
+    let http = crate::consents::http();
+    let exchange = |code: String| {
+        client
+            .exchange_code(AuthorizationCode::new(code))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.clone()))
+            .request_async(&http)
+    };
+    assert!(exchange(code1).await.is_err(), "the replaced code is dead");
+    let tokens = exchange(code2).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!tokens.access_token().secret().is_empty());
+    // Once the code is used, a third answer finds the request ended.
+    let r = decide(&app, &cookie, &challenge, &token, "approve", &[&account]).await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("This request has ended"));
+
+    // Decline, twice.
+    let (_, challenge, _) = pending_request(&app, &id, &secret).await;
+    for _ in 0..2 {
+        let r = decide(&app, &cookie, &challenge, &token, "decline", &[]).await;
+        assert_eq!(r.status, 303, "{}", r.text());
+        let back = r.header("location").unwrap();
+        assert!(back.starts_with(REDIRECT), "{back}");
+        assert_eq!(query(back)["error"], "access_denied");
+    }
+}
+
 #[tokio::test]
 async fn a_customer_whose_kyc_has_not_passed_is_told_why_and_cannot_approve() {
     let bank = Bank::new();
@@ -825,14 +906,21 @@ async fn the_banks_keys_can_come_from_its_jwk_set_url_and_rotate() {
         {"kid": "k1", "kty": bank.jwk["kty"], "crv": bank.jwk["crv"], "x": bank.jwk["x"], "y": bank.jwk["y"]}
     ]})));
     let served = set.clone();
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = fetches.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     tokio::spawn(async move {
         let router = axum::Router::new().route(
             "/jwks.json",
             get(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let v = served.lock().unwrap().clone();
-                async move { axum::Json(v) }
+                async move {
+                    // Slow enough that concurrent sign-ins overlap the fetch.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    axum::Json(v)
+                }
             }),
         );
         axum::serve(listener, router).await
@@ -873,6 +961,42 @@ async fn the_banks_keys_can_come_from_its_jwk_set_url_and_rotate() {
     // The retired key no longer signs anyone in.
     let a = bank.sign(&claims(&aud, &customer, clock.now()), Some("k1"));
     assert_eq!(app.get(&login(a)).await.status, 401);
+
+    // Sign-ins that need the set at once share one fetch.
+    let fetched = |n: usize| fetches.load(std::sync::atomic::Ordering::SeqCst) - n;
+    clock.advance(Duration::from_secs(301));
+    let before = fetched(0);
+    let logins = (0..10).map(|_| {
+        let a = next.sign(&claims(&aud, &customer, clock.now()), Some("k2"));
+        let app = &app;
+        async move { app.get(&format!("/login?assertion={a}")).await.status }
+    });
+    let statuses = futures_util::future::join_all(logins).await;
+    assert!(statuses.iter().all(|s| *s == 303), "{statuses:?}");
+    assert_eq!(fetched(before), 1, "one fetch for ten sign-ins");
+    // The bank's key URL fails: one try, then none for a few seconds, whatever comes.
+    *set.lock().unwrap() = json!("down for maintenance");
+    clock.advance(Duration::from_secs(301));
+    let before = fetched(0);
+    for _ in 0..5 {
+        let a = next.sign(&claims(&aud, &customer, clock.now()), Some("k2"));
+        assert_eq!(app.get(&login(a)).await.status, 401);
+    }
+    assert_eq!(
+        fetched(before),
+        1,
+        "no fetch per attempt while the bank's URL fails"
+    );
+    *set.lock().unwrap() = json!({"keys": [
+        {"kid": "k2", "kty": "EC", "crv": "P-256", "x": next.jwk["x"], "y": next.jwk["y"]}
+    ]});
+    clock.advance(obgate::pages::assertion::FAILED_FETCH_BACKOFF);
+    let a = next.sign(&claims(&aud, &customer, clock.now()), Some("k2"));
+    assert_eq!(
+        app.get(&login(a)).await.status,
+        303,
+        "tried again after the pause"
+    );
 }
 
 #[tokio::test]

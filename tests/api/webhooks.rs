@@ -473,7 +473,8 @@ async fn pending_deliveries_survive_a_killed_process_and_keep_their_ids() {
                 "200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms",
             )
             .env("OBGATE_WORKERS_POLL_INTERVAL", "50ms")
-            // A delivery in flight at the kill is leased for this + 5 s, then retried.
+            // A delivery in flight at the kill is leased for this + 10 s (the DNS check and
+            // a margin), then retried.
             .env("OBGATE_WEBHOOKS_TIMEOUT", "1s")
             .arg("serve")
             .stdout(Stdio::null())
