@@ -24,6 +24,34 @@ pub const MAX_ATTEMPTS: i32 = 5;
 /// deletes them: nothing uses them any more, and a busy bank issues millions a day.
 pub const CREDENTIALS_KEPT_AFTER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
+/// How often the housekeeping runs (on the node's clock): what it deletes waits a day or more
+/// anyway, and its probes need not run at every poll.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes what has stopped mattering; each purge reads first and writes only when it finds
+/// something. A failure is logged and tried again next time.
+async fn housekeeping(state: &AppState, now: crate::clock::Timestamp) {
+    match state.store.purge_aml_records(now).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "destroyed AML records past their retention"),
+        Err(e) => tracing::warn!(error = %e, "cannot purge AML records"),
+    }
+    let expired = crate::clock::Timestamp::from_millis(
+        now.millis() - crate::http::idempotency::WINDOW.as_millis() as i64,
+    );
+    if let Err(e) = state.store.purge_idempotency_keys(expired).await {
+        tracing::warn!(error = %e, "cannot purge expired idempotency keys");
+    }
+    let spent = crate::clock::Timestamp::from_millis(
+        now.millis() - CREDENTIALS_KEPT_AFTER_EXPIRY.as_millis() as i64,
+    );
+    match state.store.purge_expired_credentials(spent).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(rows = n, "deleted expired codes and token records"),
+        Err(e) => tracing::warn!(error = %e, "cannot purge expired codes and token records"),
+    }
+}
+
 /// Runs until `stop` says so.
 pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let kyc = &state.config.kyc;
@@ -33,29 +61,15 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
     // A KBA-triggering check makes two provider calls (the check, then the questions).
     let lease =
         (kyc.provider_timeout * (kyc.provider_retries + 1) + backoff) * 2 + Duration::from_secs(5);
+    let mut last_housekeeping: Option<crate::clock::Timestamp> = None;
     loop {
         if *stop.borrow() {
             return;
         }
         let now = state.clock.now();
-        match state.store.purge_aml_records(now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(records = n, "destroyed AML records past their retention"),
-            Err(e) => tracing::warn!(error = %e, "cannot purge AML records"),
-        }
-        let expired = crate::clock::Timestamp::from_millis(
-            now.millis() - crate::http::idempotency::WINDOW.as_millis() as i64,
-        );
-        if let Err(e) = state.store.purge_idempotency_keys(expired).await {
-            tracing::warn!(error = %e, "cannot purge expired idempotency keys");
-        }
-        let spent = crate::clock::Timestamp::from_millis(
-            now.millis() - CREDENTIALS_KEPT_AFTER_EXPIRY.as_millis() as i64,
-        );
-        match state.store.purge_expired_credentials(spent).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(rows = n, "deleted expired codes and token records"),
-            Err(e) => tracing::warn!(error = %e, "cannot purge expired codes and token records"),
+        if last_housekeeping.is_none_or(|at| at.plus(HOUSEKEEPING_EVERY) <= now) {
+            housekeeping(&state, now).await;
+            last_housekeeping = Some(now);
         }
         let claimed = state.store.claim_kyc_job(now, now.plus(lease)).await;
         match claimed {
