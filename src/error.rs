@@ -372,10 +372,7 @@ impl ApiError {
             );
         }
         let retry_after = match self {
-            ApiError::TooManyRequests { retry_after, .. } => {
-                let ms = retry_after.as_millis();
-                Some(u64::try_from(ms.div_ceil(1000)).unwrap_or(u64::MAX).max(1))
-            }
+            ApiError::TooManyRequests { retry_after, .. } => Some(retry_after_secs(*retry_after)),
             ApiError::Unavailable { .. } => Some(UNAVAILABLE_RETRY_AFTER),
             _ => None,
         };
@@ -562,6 +559,14 @@ impl From<StoreError> for ApiError {
             other => ApiError::internal(other),
         }
     }
+}
+
+/// A wait as `Retry-After` seconds: rounded up, at least 1 (a client told 0 would retry at
+/// once, into the same refusal).
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    u64::try_from(wait.as_millis().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 #[cfg(test)]

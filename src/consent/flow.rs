@@ -39,6 +39,12 @@ pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// Authorization codes live this long (RFC 6749 recommends at most 10 minutes; FAPI 60 s).
 pub const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The redirect parameters telling the TPP its request was declined.
+const DECLINED: &[(&str, &str)] = &[
+    ("error", "access_denied"),
+    ("error_description", "the customer declined the request"),
+];
+
 /// The most accounts one approval may name (the bank's approve API and the consent screen's
 /// form alike): more is a malformed request, refused before any of them is looked at.
 pub const MAX_ACCOUNTS: usize = 100;
@@ -634,17 +640,9 @@ pub async fn answered_again(
     };
     if !approve {
         let declined = consent.status == ConsentStatus::Rejected.as_str();
-        return Ok(declined.then(|| {
-            back_to_tpp(
-                state,
-                &req.redirect_uri,
-                req.state.as_deref(),
-                &[
-                    ("error", "access_denied"),
-                    ("error_description", "the customer declined the request"),
-                ],
-            )
-        }));
+        return Ok(
+            declined.then(|| back_to_tpp(state, &req.redirect_uri, req.state.as_deref(), DECLINED))
+        );
     }
     let theirs = consent.status == ConsentStatus::Authorised.as_str()
         && consent.customer_id.as_deref() == Some(customer_id);
@@ -710,9 +708,6 @@ pub async fn reject_request(
         state,
         &req.redirect_uri,
         req.state.as_deref(),
-        &[
-            ("error", "access_denied"),
-            ("error_description", "the customer declined the request"),
-        ],
+        DECLINED,
     ))
 }

@@ -77,6 +77,18 @@ struct Running {
     state: AppState,
 }
 
+impl Running {
+    /// Counts a delivery to `endpoint` as running until the value is dropped.
+    fn start(in_flight: &Arc<InFlight>, endpoint: &str, state: &AppState) -> Self {
+        in_flight.start(endpoint);
+        Self {
+            in_flight: in_flight.clone(),
+            endpoint: endpoint.to_owned(),
+            state: state.clone(),
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.in_flight.end(&self.endpoint);
@@ -122,13 +134,8 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
             .await
         {
             Ok(Some(due)) => {
+                let running = Running::start(&in_flight, &due.endpoint_id, &state);
                 let (state, client) = (state.clone(), client.clone());
-                in_flight.start(&due.endpoint_id);
-                let running = Running {
-                    in_flight: in_flight.clone(),
-                    endpoint: due.endpoint_id.clone(),
-                    state: state.clone(),
-                };
                 tokio::spawn(async move {
                     deliver(&state, &client, due).await;
                     drop(running);

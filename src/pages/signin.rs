@@ -148,9 +148,7 @@ async fn locked(state: &AppState, addr: ClientAddr) -> Option<Response> {
         "Sign-in from your network is paused after repeated failed attempts.",
         Some("Wait a few minutes, then sign in again from online banking."),
     );
-    let secs = u64::try_from(wait.as_millis().div_ceil(1000))
-        .unwrap_or(u64::MAX)
-        .max(1);
+    let secs = crate::error::retry_after_secs(wait);
     res.headers_mut()
         .insert(axum::http::header::RETRY_AFTER, secs.into());
     Some(res)

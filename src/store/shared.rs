@@ -46,6 +46,32 @@ pub(crate) fn audit_chunks(mut n: usize) -> impl Iterator<Item = usize> {
 macro_rules! shared_store_impl {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// Deletes the rows of `table` matching `condition` (on the time `$1`), reading
+            /// first so that a call with nothing to delete takes no write lock (the worker's
+            /// housekeeping probes several tables each time). Answers how many were deleted.
+            async fn purge(
+                &self,
+                table: &str,
+                condition: &str,
+                at: $crate::clock::Timestamp,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let probe = format!("SELECT 1 FROM {table} WHERE {condition} LIMIT 1");
+                let due: Option<(i32,)> = sqlx::query_as(&probe)
+                    .bind(at)
+                    .fetch_optional(self.pool())
+                    .await?;
+                if due.is_none() {
+                    return Ok(0);
+                }
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(&format!("DELETE FROM {table} WHERE {condition}"))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
+            }
+
             /// Binds a client row as `$1…$13` in `CLIENT_COLUMNS` order.
             fn bind_client<'q>(
                 q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
