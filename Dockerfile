@@ -41,8 +41,8 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 obgate \
  && useradd --system --uid 10001 --gid obgate --no-create-home \
             --home-dir /var/lib/obgate --shell /usr/sbin/nologin obgate \
- && mkdir -p /var/lib/obgate \
- && chown obgate:obgate /var/lib/obgate
+ && mkdir -p /var/lib/obgate/spill \
+ && chown -R obgate:obgate /var/lib/obgate
 
 COPY --from=build /usr/local/bin/obgate /usr/local/bin/obgate
 

@@ -483,7 +483,11 @@ async fn serve(
     let app = App::build_with_clock(config, clock.clone())
         .await
         .map_err(|e| Failure::Runtime(format!("cannot open the database {backend}: {e}")))?;
-    if mode == Mode::Sandbox {
+    // The demo data first, then the demo key that marks it done: a first start that fails
+    // (or is stopped) while seeding leaves no key, so the next start seeds again instead of
+    // skipping a half-made demo. What the failed start had made stays, unused.
+    if mode == Mode::Sandbox && app.state().store.list_admin_keys().await?.is_empty() {
+        let demo = crate::demo::seed(app.state()).await?;
         if let Some(created) =
             admin::ensure_demo_key(app.state().store.as_ref(), clock.as_ref()).await?
         {
@@ -491,7 +495,6 @@ async fn serve(
                 "\n  obgate sandbox: created the demo admin key (shown once; `obgate admin-key create` makes more):\n\n    {}\n\n  Use it as `Authorization: Bearer <key>` on /api/v0/*.\n",
                 created.secret.expose_secret()
             );
-            let demo = crate::demo::seed(app.state()).await?;
             eprintln!(
                 "{}",
                 crate::demo::walkthrough(

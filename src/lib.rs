@@ -203,13 +203,19 @@ impl App {
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests for at most
-    /// `http.shutdown_grace` and closes the database pool.
+    /// `http.shutdown_grace` and closes the database pool. First writes the decisions a
+    /// previous shutdown left in `gateway.decision_spill_file` ([`gateway::spill`]).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.config.http.shutdown_grace;
+        // Decisions an earlier shutdown could not write go into the audit log before any new
+        // one is made; if they cannot, the start stops and the file waits for the next.
+        gateway::spill::replay(&self.state)
+            .await
+            .map_err(std::io::Error::other)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let stopped_bank = stopped.clone();
         let workers = [

@@ -34,8 +34,9 @@ pub struct GatewayDecision {
     pub at: Timestamp,
     /// Whether the request went on to the bank.
     pub allowed: bool,
-    /// `ok`, or why not (`consent_revoked`, `invalid_token`, `rate_limited`, …).
-    pub reason: &'static str,
+    /// `ok`, or why not (`consent_revoked`, `invalid_token`, `rate_limited`, …): one of the
+    /// gateway's codes, owned only when read back from a spill file.
+    pub reason: std::borrow::Cow<'static, str>,
     /// The four texts, one after another.
     text: String,
     /// Where each text ends in `text`, and `None` for an absent optional one.
@@ -66,10 +67,25 @@ impl GatewayDecision {
         Self {
             at,
             allowed,
-            reason,
+            reason: std::borrow::Cow::Borrowed(reason),
             text,
             ends,
         }
+    }
+
+    /// A decision read back from a spill file ([`crate::gateway::spill`]), its reason owned.
+    pub fn restored(
+        at: Timestamp,
+        client_id: Option<&str>,
+        consent_id: Option<&str>,
+        allowed: bool,
+        reason: String,
+        path: &str,
+        interaction_id: Option<&str>,
+    ) -> Self {
+        let mut d = Self::new(at, client_id, consent_id, allowed, "", path, interaction_id);
+        d.reason = std::borrow::Cow::Owned(reason);
+        d
     }
 
     /// Text `i` (in the order [`GatewayDecision::new`] takes them), `None` when absent.
@@ -173,7 +189,7 @@ impl GatewayDecision {
                 Outcome::Denied
             }
             .as_str(),
-            reason: self.reason,
+            reason: &self.reason,
             path: self.path(),
             interaction_id: self.interaction_id(),
         }

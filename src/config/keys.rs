@@ -354,6 +354,13 @@ pub const KEYS: &[KeySpec] = &[
         help: "entries kept per decision cache (tokens, consents, KYC statuses); least recently used go first",
     },
     KeySpec {
+        toml: "gateway.decision_spill_file",
+        env: "OBGATE_GATEWAY_DECISION_SPILL_FILE",
+        default: Some("obgate-decisions.spill"),
+        secret: false,
+        help: "where gateway decisions still unwritten when shutdown's grace ends (the database away) are kept, as JSON lines, until the next start writes them to the audit log; relative to the working directory; one per node",
+    },
+    KeySpec {
         toml: "rate_limit.token",
         env: "OBGATE_RATE_LIMIT_TOKEN",
         default: Some("50/s burst 100"),

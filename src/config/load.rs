@@ -206,8 +206,17 @@ pub(super) fn load(
                     },
                 );
             }
+            // The test suites' own settings share the prefix.
             None if name.starts_with("OBGATE_TEST_") => {}
-            None => warnings.push(format!("{name}: unknown variable, ignored")),
+            // A misspelt variable is refused, as an unknown key in the file is: a warning
+            // scrolls past, and `OBGATE_MDOE=production` would start a sandbox (demo keys,
+            // customers listed on the sign-in page) where production was meant.
+            None => layers.errors.push(match closest_variable(&name) {
+                Some(known) => format!("{name}: unknown variable; did you mean {known}?"),
+                None => {
+                    format!("{name}: unknown variable (see `obgate config --help` for the list)")
+                }
+            }),
         }
     }
 
@@ -558,6 +567,13 @@ pub(super) fn load(
             "\"{v}\" is not a whole number from 100 to 100000000"
         )),
     });
+    let decision_spill_file = layers.parse("gateway.decision_spill_file", |v| {
+        if v.trim().is_empty() {
+            Err("must name a file".to_owned())
+        } else {
+            Ok(std::path::PathBuf::from(v))
+        }
+    });
     let sandbox_bank_listen = if production && layers.get("sandbox.bank_listen").is_some() {
         layers.fail(
             "sandbox.bank_listen",
@@ -713,6 +729,7 @@ pub(super) fn load(
             gateway: GatewayConfig {
                 cache_ttl: cache_ttl?,
                 cache_entries: cache_entries?,
+                decision_spill_file: decision_spill_file?,
             },
             monitoring: monitoring?,
             webhooks: WebhookConfig {
@@ -1149,6 +1166,15 @@ fn parse_duration(v: &str, min: Duration, max: Duration) -> Result<Duration, Str
     Ok(d)
 }
 
+/// The known variable a misspelt `name` most likely meant, when one is close enough to name.
+fn closest_variable(name: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|k| (strsim::jaro_winkler(name, k.env), k.env))
+        .filter(|(score, _)| *score >= 0.9)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, env)| env)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1311,17 +1337,31 @@ mod tests {
     }
 
     #[test]
-    fn unknown_variables_warn_but_do_not_stop_start_up() -> Result<(), ConfigError> {
+    fn unknown_variables_stop_start_up_and_name_the_likely_one() -> Result<(), ConfigError> {
+        let errs = errors(&[
+            ("OBGATE_MDOE", "production"),
+            ("OBGATE_LISTN", "127.0.0.1:1"),
+            ("OBGATE_FROBNICATE", "yes"),
+            ("OBGATE_TEST_POSTGRES_URL", "postgres://x"),
+            ("HOME", "/root"),
+        ]);
+        assert_eq!(
+            errs,
+            vec![
+                "OBGATE_MDOE: unknown variable; did you mean OBGATE_MODE?",
+                "OBGATE_LISTN: unknown variable; did you mean OBGATE_LISTEN?",
+                "OBGATE_FROBNICATE: unknown variable (see `obgate config --help` for the list)",
+            ]
+        );
+        // The suites' own variables and others' are not the gateway's business.
         let c = Config::load(
             None,
             env(&[
-                ("OBGATE_LISTN", "127.0.0.1:1"),
                 ("OBGATE_TEST_POSTGRES_URL", "postgres://x"),
                 ("HOME", "/root"),
             ]),
         )?;
-        assert_eq!(c.warnings, vec!["OBGATE_LISTN: unknown variable, ignored"]);
-        assert_eq!(c.listen.port(), 8080);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         Ok(())
     }
 

@@ -312,6 +312,8 @@ pub struct GatewayConfig {
     pub cache_ttl: Duration,
     /// Entries per cache.
     pub cache_entries: u64,
+    /// Where decisions unwritten at shutdown wait for the next start ([`crate::gateway::spill`]).
+    pub decision_spill_file: std::path::PathBuf,
 }
 
 /// Consent settings.
@@ -473,7 +475,7 @@ pub struct Config {
     pub workers_poll_interval: Duration,
     /// Where the sandbox bank is also served over HTTP (sandbox mode only).
     pub sandbox_bank_listen: Option<SocketAddr>,
-    /// Non-fatal findings (unknown `OBGATE_*` variables), logged at start.
+    /// Non-fatal findings (monitoring settings that look wrong), logged at start.
     pub warnings: Vec<String>,
     /// The effective value and origin of each key, for `obgate config` (secrets masked).
     pub effective: Vec<(&'static KeySpec, String, Source)>,

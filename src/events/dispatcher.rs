@@ -128,16 +128,13 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
         };
         let now = state.clock.now();
         let busy = in_flight.busy();
-        match state
-            .store
-            .claim_delivery(now, now.plus(lease), &busy)
-            .await
-        {
+        let lease_until = now.plus(lease);
+        match state.store.claim_delivery(now, lease_until, &busy).await {
             Ok(Some(due)) => {
                 let running = Running::start(&in_flight, &due.endpoint_id, &state);
                 let (state, client) = (state.clone(), client.clone());
                 tokio::spawn(async move {
-                    deliver(&state, &client, due).await;
+                    deliver(&state, &client, due, lease_until).await;
                     drop(running);
                     drop(permit);
                 });
@@ -175,7 +172,12 @@ pub fn body_of(due: &DueDelivery) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn deliver(state: &AppState, client: &reqwest::Client, due: DueDelivery) {
+async fn deliver(
+    state: &AppState,
+    client: &reqwest::Client,
+    due: DueDelivery,
+    lease_until: Timestamp,
+) {
     let started = Instant::now();
     let attempted_at = state.clock.now();
     let result = attempt(state, client, &due, attempted_at).await;
@@ -224,6 +226,7 @@ async fn deliver(state: &AppState, client: &reqwest::Client, due: DueDelivery) {
         error,
         duration_ms,
         next,
+        lease_until,
     };
     if let Err(e) = state.store.record_attempt(&record, audit.as_ref()).await {
         // The lease will expire and the delivery be retried under the same webhook-id.

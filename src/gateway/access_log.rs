@@ -9,7 +9,8 @@
 //! rows each). The queue is the only buffer: when it is full (the database is slow or away)
 //! a gateway request waits for room rather than being served without its record, so an
 //! access is never unaudited. On shutdown the writer drains the queue before the database
-//! closes.
+//! closes; if the database is away past `http.shutdown_grace`, what is left goes to the spill
+//! file for the next start ([`super::spill`]) rather than holding the process past SIGTERM.
 
 use std::time::Duration;
 
@@ -135,27 +136,83 @@ pub async fn write(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>
                 }
             }
         }
-        flush(&state, &mut batch).await;
+        // Retries while the database is away, until told to stop: then the shutdown below
+        // takes the batch over.
+        if !flush_until(&state, &mut batch, None, Some(&mut stop)).await {
+            break;
+        }
     }
-    // Shutdown: the server has stopped taking requests; write everything still queued.
+    // Shutdown: the server has stopped taking requests; write everything still queued, for
+    // as long as `http.shutdown_grace` allows, then keep the rest in the spill file.
     rx.close();
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        flush(&state, &mut batch).await;
+    let deadline = tokio::time::Instant::now() + state.config.http.shutdown_grace;
+    loop {
+        if batch.is_empty() && rx.recv_many(&mut batch, BATCH).await == 0 {
+            return;
+        }
+        if !flush_until(&state, &mut batch, Some(deadline), None).await {
+            break;
+        }
+    }
+    while rx.recv_many(&mut batch, BATCH).await > 0 {}
+    let path = &state.config.gateway.decision_spill_file;
+    match super::spill::write(path, &batch) {
+        Ok(()) => tracing::error!(
+            decisions = batch.len(),
+            file = %path.display(),
+            "the audit log could not be written before shutdown; the gateway decisions still \
+             unwritten are kept in the spill file, and the next start writes them"
+        ),
+        Err(e) => tracing::error!(
+            decisions = batch.len(),
+            file = %path.display(),
+            error = %e,
+            "the audit log could not be written before shutdown, nor the spill file: \
+             these gateway decisions are lost"
+        ),
     }
 }
 
-/// Appends a batch, retrying until it is written: decisions are never dropped.
-async fn flush(state: &AppState, batch: &mut Vec<GatewayDecision>) {
+/// Appends a batch, retrying until it is written (decisions are never dropped), or until
+/// `deadline` has passed, or `stop` turns true between two attempts; answers whether it was
+/// written (the batch is then empty; otherwise it is left whole).
+async fn flush_until(
+    state: &AppState,
+    batch: &mut Vec<GatewayDecision>,
+    deadline: Option<tokio::time::Instant>,
+    mut stop: Option<&mut tokio::sync::watch::Receiver<bool>>,
+) -> bool {
     let mut wait = Duration::from_millis(100);
     loop {
-        match state.store.append_decisions(batch).await {
+        let attempt = state.store.append_decisions(batch);
+        let result = match deadline {
+            // One attempt can wait long for a connection; the deadline cuts it short (its
+            // transaction rolls back when dropped).
+            Some(d) => match tokio::time::timeout_at(d, attempt).await {
+                Ok(r) => r,
+                Err(_) => return false,
+            },
+            None => attempt.await,
+        };
+        match result {
             Ok(()) => {
                 batch.clear();
-                return;
+                return true;
             }
             Err(e) => {
+                if deadline.is_some_and(|d| tokio::time::Instant::now() + wait > d) {
+                    return false;
+                }
                 tracing::warn!(error = %e, rows = batch.len(), "cannot write gateway decisions to the audit log; retrying");
-                tokio::time::sleep(wait).await;
+                match stop.as_deref_mut() {
+                    // Only between attempts: an attempt cut short after its commit was sent
+                    // could leave the batch both written and kept.
+                    Some(stop) => tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.wait_for(|s| *s) => return false,
+                    },
+                    None => tokio::time::sleep(wait).await,
+                }
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }

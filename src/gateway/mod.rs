@@ -58,6 +58,7 @@ pub mod path;
 pub mod proxy;
 pub mod rate_limit;
 pub mod route_map;
+pub mod spill;
 
 pub use authenticate::{AuthenticateLayer, Principal};
 pub use authorize::{AuthorizeLayer, Grant};

@@ -446,6 +446,13 @@ pub async fn answer_kba(
         .map(|q| FieldError::invalid("kba_responses", format!("Unknown question id {q}.")))
         .collect();
     verdict("kba_post_schema", unknown)?;
+    // A replay is refused before the provider is asked: each check can be a billed call, and
+    // a wrong answer's next round would be fetched only to be thrown away.
+    if let Some(c) = &claim {
+        if state.store.idempotency_key_taken(c).await? {
+            return Err(idempotency::key_used());
+        }
+    }
     let provider = state.provider.clone();
     let reference = reference(&o);
     let correct = provider

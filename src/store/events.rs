@@ -84,6 +84,11 @@ pub struct AttemptRecord {
     pub duration_ms: i64,
     /// The delivery's next state.
     pub next: DeliveryNext,
+    /// The lease the attempt ran under (`claim_delivery`'s `lease_until`). An attempt that
+    /// outlived it is counted, but only the holder of the current lease moves the delivery
+    /// on: a stale one would release the lease of the attempt after it, and a third copy
+    /// would go out while that one is in flight.
+    pub lease_until: Timestamp,
 }
 
 /// What a delivery attempt leads to.
@@ -419,11 +424,12 @@ macro_rules! event_store_impl {
                     DeliveryNext::Failed => ("failed", a.attempted_at, None),
                     DeliveryNext::EndpointGone => ("abandoned", a.attempted_at, None),
                 };
-                sqlx::query(
+                let moved = sqlx::query(
                     "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, \
                      next_attempt_at = $2, delivered_at = $3, last_status = $4, last_error = $5, \
                      locked_until = NULL \
-                     WHERE event_id = $6 AND endpoint_id = $7 AND state = 'pending'",
+                     WHERE event_id = $6 AND endpoint_id = $7 AND state = 'pending' \
+                     AND locked_until = $8",
                 )
                 .bind(state)
                 .bind(next_at)
@@ -432,8 +438,22 @@ macro_rules! event_store_impl {
                 .bind(&a.error)
                 .bind(&a.event_id)
                 .bind(&a.endpoint_id)
+                .bind(a.lease_until)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if moved == 0 {
+                    // The lease ran out and the delivery was claimed again (or has ended):
+                    // the attempt happened, so it is counted, and nothing else changes.
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET attempts = attempts + 1 \
+                         WHERE event_id = $1 AND endpoint_id = $2",
+                    )
+                    .bind(&a.event_id)
+                    .bind(&a.endpoint_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 if gone {
                     sqlx::query(
                         "UPDATE webhook_deliveries SET state = 'abandoned', locked_until = NULL \

@@ -267,6 +267,9 @@ pub trait KycStore: Send + Sync {
     /// nothing); answers how many. Reads first and writes only when there are some, so an
     /// idle call takes no write lock.
     async fn purge_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// Whether `claim`'s key is taken and still inside its window: a look before work that
+    /// cannot be undone (a provider call). The claim written with the change still decides.
+    async fn idempotency_key_taken(&self, claim: &IdempotencyClaim) -> Result<bool, StoreError>;
     /// The AML record of an erased customer, if still retained.
     async fn get_aml_record(&self, customer_id: &str) -> Result<Option<AmlRow>, StoreError>;
 }
@@ -770,6 +773,23 @@ macro_rules! kyc_store_impl {
             ) -> Result<u64, $crate::store::StoreError> {
                 self.purge("idempotency_keys", "created_at < $1", before)
                     .await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn idempotency_key_taken(
+                &self,
+                c: &$crate::store::kyc::IdempotencyClaim,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM idempotency_keys WHERE scope = $1 AND key_hash = $2 \
+                     AND created_at >= $3",
+                )
+                .bind(&c.scope)
+                .bind(&c.key_hash)
+                .bind(c.expired_before)
+                .fetch_one(self.pool())
+                .await?;
+                Ok(n > 0)
             }
 
             #[tracing::instrument(skip_all)]

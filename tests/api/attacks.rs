@@ -478,32 +478,6 @@ async fn refresh_token_reuse_revokes_the_whole_family() {
     assert_eq!(oauth_error(&r), (400, "invalid_grant".into()));
 }
 
-/// Makes every write of an issued token fail (a database fault between the read of a code or
-/// refresh token and the commit of what it buys), until [`heal_issuance`].
-async fn break_issuance(app: &TestApp) {
-    app.db
-        .exec(if app.db.is_postgres() {
-            "CREATE OR REPLACE FUNCTION broken_issuance() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
-             CREATE TRIGGER broken_issuance BEFORE INSERT ON consent_tokens \
-             FOR EACH ROW EXECUTE FUNCTION broken_issuance();"
-        } else {
-            "CREATE TRIGGER broken_issuance BEFORE INSERT ON consent_tokens \
-             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
-        })
-        .await;
-}
-
-async fn heal_issuance(app: &TestApp) {
-    app.db
-        .exec(if app.db.is_postgres() {
-            "DROP TRIGGER broken_issuance ON consent_tokens"
-        } else {
-            "DROP TRIGGER broken_issuance"
-        })
-        .await;
-}
-
 #[tokio::test]
 async fn a_failed_issuance_leaves_the_code_and_the_refresh_token_usable() {
     let app = spawn_with(FAST).await;
@@ -515,20 +489,20 @@ async fn a_failed_issuance_leaves_the_code_and_the_refresh_token_usable() {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let code = code_for(&app, &id, &token, &customer, &challenge).await;
     let pkce = format!("&code_verifier={}", verifier.secret());
-    break_issuance(&app).await;
+    app.db.refuse_inserts("consent_tokens").await;
     let failed = redeem(&app, &id, &secret, &code, &pkce).await;
     assert_eq!(failed.status, 500, "{}", failed.text());
-    heal_issuance(&app).await;
+    app.db.allow_inserts("consent_tokens").await;
     let first = redeem(&app, &id, &secret, &code, &pkce).await;
     assert_eq!(first.status, 200, "the retried exchange: {}", first.text());
     let access_token = first.json()["access_token"].as_str().unwrap().to_owned();
     let refresh = first.json()["refresh_token"].as_str().unwrap().to_owned();
 
     // A refresh fails the same way: the retry with the same refresh token is not a replay.
-    break_issuance(&app).await;
+    app.db.refuse_inserts("consent_tokens").await;
     let failed = present_refresh(&app, &id, &secret, &refresh).await;
     assert_eq!(failed.status, 500, "{}", failed.text());
-    heal_issuance(&app).await;
+    app.db.allow_inserts("consent_tokens").await;
     // A malformed refresh (a wider scope) is refused without spending the token either.
     let widened = form(
         &app,

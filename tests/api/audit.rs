@@ -615,3 +615,60 @@ async fn a_batch_of_decisions_that_fails_writes_none_of_them_nor_its_seal() {
     assert_eq!(after.iter().map(|d| d.seq).collect::<Vec<_>>(), [10]);
     assert_eq!(after[0].reason, "x");
 }
+
+/// With the database refusing decision rows at shutdown, the process still stops when
+/// `http.shutdown_grace` ends (it used to retry for as long as the outage lasted, past
+/// SIGTERM): what is unwritten goes to the spill file, and the next start writes it into the
+/// audit log, sealed into the chain, before it serves.
+#[tokio::test]
+async fn decisions_unwritten_at_shutdown_are_spilled_and_written_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("decisions.spill");
+    let spill_env = spill.to_str().unwrap().to_owned();
+    let env = [
+        ("OBGATE_GATEWAY_DECISION_SPILL_FILE", spill_env.as_str()),
+        ("OBGATE_HTTP_SHUTDOWN_GRACE", "1s"),
+    ];
+    let db = crate::helpers::TestDb::new().await;
+    let config = crate::helpers::config(&db, &env);
+    let mut app = crate::helpers::spawn_on(db, config).await;
+    app.db.refuse_inserts("gateway_decisions").await;
+    for i in 0..3 {
+        let r = app
+            .send(
+                app.request(reqwest::Method::GET, "/open-banking/v3.1/aisp/accounts")
+                    .header("x-fapi-interaction-id", format!("spilled-{i}")),
+            )
+            .await;
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    app.trigger_shutdown();
+    let server = app.server.take().unwrap();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), server).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the server did not stop cleanly with the audit log unwritable: {stopped:?}"
+    );
+    let kept = std::fs::read_to_string(&spill).expect("the spill file was written");
+    assert_eq!(kept.lines().count(), 3, "{kept}");
+    assert!(!kept.contains("Bearer"), "{kept}");
+
+    // The database is writable again: the next start writes the three decisions, sealed.
+    app.db.allow_inserts("gateway_decisions").await;
+    let again = crate::helpers::TestDb::external(app.db.url.clone());
+    let mut env = env.to_vec();
+    env.push(("OBGATE_DATABASE_MIGRATE_ON_START", "false"));
+    let config = crate::helpers::config(&again, &env);
+    let mut next = crate::helpers::spawn_on(again, config).await;
+    next.admin_key = app.admin_key.clone();
+    for i in 0..3 {
+        let rows = next
+            .decisions_eventually(&format!("interaction_id=spilled-{i}"), |d| !d.is_empty())
+            .await;
+        assert_eq!(rows.len(), 1, "written once: {rows:?}");
+        assert_eq!(rows[0]["outcome"], "denied");
+        assert_eq!(rows[0]["path"], "/open-banking/v3.1/aisp/accounts");
+    }
+    assert!(!spill.exists(), "the spill file is deleted once written");
+    chain::verify(next.store.as_ref()).await.unwrap();
+}

@@ -12,7 +12,15 @@ fn obgate(db: &TestDb) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("USER", "tester")
         .env("OBGATE_DATABASE_URL", &db.url)
-        .env("OBGATE_LOG_FORMAT", "json");
+        .env("OBGATE_LOG_FORMAT", "json")
+        // Not the default in the working directory (the checkout), which others would read.
+        .env(
+            "OBGATE_GATEWAY_DECISION_SPILL_FILE",
+            std::env::temp_dir().join(format!(
+                "obgate-cli-{}.spill",
+                uuid::Uuid::new_v4().simple()
+            )),
+        );
     c
 }
 
@@ -255,6 +263,41 @@ fn serve(command: &mut Command) -> (Running, u16, std::sync::mpsc::Receiver<Stri
         }
     });
     (child, port, rx)
+}
+
+/// A first start that fails halfway through making the sandbox demo (here: customers cannot
+/// be written) must not leave a demo that later starts skip: the next start makes it whole and
+/// prints the key and walkthrough.
+#[tokio::test]
+async fn a_first_start_that_fails_while_seeding_the_demo_seeds_it_at_the_next() {
+    let db = TestDb::new().await;
+    let (code, _, stderr) = run(obgate(&db).arg("migrate"));
+    assert_eq!(code, 0, "{stderr}");
+    db.refuse_inserts("customers").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, stderr) = run(obgate(&db)
+        .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .arg("serve"));
+    assert_eq!(code, 1, "the failed seeding stops the start: {stderr}");
+    db.allow_inserts("customers").await;
+    let (_child, _port, rx) = serve(&mut obgate(&db));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut key, mut customers, mut listening) = (false, false, false);
+    while !(key && customers && listening) {
+        assert!(
+            Instant::now() < deadline,
+            "second start: key printed {key}, customers printed {customers}, listening {listening}"
+        );
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            key |= line.trim().starts_with("obg_");
+            customers |= line.trim().starts_with("customers:");
+            listening |= line.contains("obgate listening");
+        }
+    }
 }
 
 #[tokio::test]

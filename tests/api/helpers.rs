@@ -95,6 +95,35 @@ impl TestDb {
         }
     }
 
+    /// Makes every insert into `table` fail (a full disk, a broken database) until
+    /// [`TestDb::allow_inserts`].
+    pub async fn refuse_inserts(&self, table: &str) {
+        self.exec(&if self.is_postgres() {
+            format!(
+                "CREATE OR REPLACE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
+                 CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_{table}();"
+            )
+        } else {
+            format!(
+                "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                 BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+            )
+        })
+        .await;
+    }
+
+    /// Undoes [`TestDb::refuse_inserts`].
+    pub async fn allow_inserts(&self, table: &str) {
+        self.exec(&if self.is_postgres() {
+            format!("DROP TRIGGER refuse_{table} ON {table}")
+        } else {
+            format!("DROP TRIGGER refuse_{table}")
+        })
+        .await;
+    }
+
     /// Like [`exec`], but returns the error text instead of panicking.
     pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
         use sqlx::Connection;
@@ -163,6 +192,18 @@ pub fn config(db: &TestDb, env: &[(&str, &str)]) -> Config {
         ("OBGATE_DATABASE_URL".into(), db.url.clone()),
         ("OBGATE_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
         ("OBGATE_HTTP_SHUTDOWN_GRACE".into(), "5s".into()),
+        // Each app its own spill file: the default is one name in the working directory, and
+        // apps of other tests would write the decisions one of them left there.
+        (
+            "OBGATE_GATEWAY_DECISION_SPILL_FILE".into(),
+            std::env::temp_dir()
+                .join(format!(
+                    "obgate-test-{}.spill",
+                    uuid::Uuid::new_v4().simple()
+                ))
+                .to_string_lossy()
+                .into_owned(),
+        ),
     ];
     vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     Config::load(None, vars).unwrap_or_else(|e| panic!("{e}"))

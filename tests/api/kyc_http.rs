@@ -79,12 +79,38 @@ async fn on_get(State(s): State<Script>, Path(reference): Path<String>) -> impl 
     (StatusCode::from_u16(status).unwrap(), Json(v))
 }
 
+/// The same two questions every round.
+async fn on_kba_questions(State(s): State<Script>, Path(reference): Path<String>) -> Json<Value> {
+    s.seen
+        .lock()
+        .unwrap()
+        .push(("GET kba".into(), reference, String::new(), Value::Null));
+    let choices = json!([{"id": "a", "text": "Yes"}, {"id": "b", "text": "No"}]);
+    Json(json!({"questions": [
+        {"id": "q1", "text": "Did you live on Elm Street?", "choices": choices},
+        {"id": "q2", "text": "Do you drive a blue car?", "choices": choices},
+    ]}))
+}
+
+/// Every answer is wrong.
+async fn on_kba_answers(
+    State(s): State<Script>,
+    Path(reference): Path<String>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    s.seen
+        .lock()
+        .unwrap()
+        .push(("POST kba".into(), reference, String::new(), body));
+    Json(json!({"correct": false}))
+}
+
 async fn provider(script: Script) -> String {
     let app = Router::new()
         .route("/v1/verifications/{reference}", put(on_put).get(on_get))
         .route(
             "/v1/verifications/{reference}/kba",
-            get(|| async { Json(json!({"questions": []})) }),
+            get(on_kba_questions).post(on_kba_answers),
         )
         .with_state(script);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -428,4 +454,49 @@ async fn a_check_cut_off_by_a_crash_resumes_after_restart_and_applies_once() {
         .filter(|t| t["to"] == "passed")
         .count();
     assert_eq!(passes, 1, "the outcome is applied once");
+}
+
+#[tokio::test]
+async fn a_replayed_kba_answer_is_refused_before_the_provider_is_asked() {
+    let script = Script {
+        puts: Arc::new(Mutex::new(vec![(200, json!({"status": "kba_required"}))])),
+        gets: Arc::new(Mutex::new(vec![pending()])),
+        ..Script::default()
+    };
+    let url = provider(script.clone()).await;
+    let app = app_with(&url, "2s").await;
+    let id = create_customer(&app, "Jane").await;
+    start_kyc(&app, &id, "123-45-6789").await;
+    wait_for(&app, &id, "kba triggered").await;
+    let answer = || {
+        app.admin(
+            Method::POST,
+            &format!("/api/v0/customers/{id}/verification-kba"),
+        )
+        .header("Idempotency-Key", "kba-answer-1")
+        .json(&json!({"kba_responses": [
+            {"question_id": "q1", "choice_id": "a"},
+            {"question_id": "q2", "choice_id": "b"},
+        ]}))
+    };
+    let provider_calls = |script: &Script| {
+        let seen = script.seen.lock().unwrap();
+        seen.iter().filter(|c| c.0.ends_with("kba")).count()
+    };
+    // A wrong answer: the provider checks it and sets round 2's questions.
+    let r = app.send(answer()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["kba_round"], 2);
+    let asked = provider_calls(&script);
+    // The same request again (a client retrying after a lost response): refused without a
+    // provider round, and the customer is still in round 2.
+    let r = app.send(answer()).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["code"], "idempotency_key_exists");
+    assert_eq!(
+        provider_calls(&script),
+        asked,
+        "the provider was asked again"
+    );
+    assert_eq!(verification(&app, &id).await["kba_round"], 2);
 }

@@ -393,6 +393,7 @@ async fn failed_deliveries_retry_on_schedule_honour_retry_after_and_stop_on_410(
         error: None,
         duration_ms: 1,
         next: obgate::store::events::DeliveryNext::EndpointGone,
+        lease_until: clock.now(),
     };
     let audit = obgate::audit::AuditEvent::new(
         clock.now(),
@@ -450,6 +451,107 @@ async fn a_receiver_that_never_answers_does_not_hold_up_the_others() {
         held.lock().unwrap().len() <= obgate::events::dispatcher::PER_ENDPOINT,
         "the silent receiver holds no more than its share"
     );
+}
+
+/// A receiver that holds each request until the test answers it, in arrival order.
+struct Held {
+    got: Arc<Mutex<Vec<String>>>,
+    answers: Arc<Mutex<Vec<tokio::sync::oneshot::Sender<u16>>>>,
+}
+
+impl Held {
+    async fn start() -> (Self, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let held = Self {
+            got: Arc::default(),
+            answers: Arc::default(),
+        };
+        let (got, answers) = (held.got.clone(), held.answers.clone());
+        let app = Router::new().route(
+            "/hooks",
+            post(move |headers: HeaderMap| {
+                let (got, answers) = (got.clone(), answers.clone());
+                async move {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    answers.lock().unwrap().push(tx);
+                    got.lock()
+                        .unwrap()
+                        .push(headers["webhook-id"].to_str().unwrap().to_owned());
+                    StatusCode::from_u16(rx.await.unwrap_or(500)).unwrap()
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (held, url)
+    }
+
+    async fn wait_for(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.got.lock().unwrap().len() < n {
+            assert!(Instant::now() < deadline, "request {n} never arrived");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Answers the `i`th request (0-based) with `status`.
+    fn answer(&self, i: usize, status: u16) {
+        let tx = std::mem::replace(
+            &mut self.answers.lock().unwrap()[i],
+            tokio::sync::oneshot::channel().0,
+        );
+        tx.send(status).unwrap();
+    }
+}
+
+/// An attempt that outlives its lease (a receiver slower than `webhooks.timeout` and every
+/// margin, on a clock that jumped) lets the delivery be claimed again. When the first attempt
+/// finally ends it is counted, but it must not release the second attempt's lease: that let a
+/// third copy go out at the first attempt's retry time while the second was still in flight.
+#[tokio::test]
+async fn an_attempt_that_outlived_its_lease_does_not_release_the_next_ones() {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_790_000_000_000)));
+    let db = TestDb::new().await;
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_WEBHOOKS_RETRY_SCHEDULE", "1m 10m"));
+    env.push(("OBGATE_WEBHOOKS_TIMEOUT", "30s"));
+    let cfg = config(&db, &env);
+    let app = spawn_with_clock(db, cfg, clock.clone()).await;
+    let (held, url) = Held::start().await;
+    let (hook, _) = register(&app, &url, &["kyc.verification.initialized"]).await;
+    let id = create_customer(&app, "Jane").await;
+    start_kyc(&app, &id, "123-45-6789").await;
+    held.wait_for(1).await;
+    // The lease is the DNS check's 5 s, the 30 s timeout and 5 s more: 40 s on this clock.
+    clock.advance(Duration::from_secs(41));
+    held.wait_for(2).await;
+    // The first attempt ends (500, a retry in a minute from when it started). It is counted;
+    // the delivery stays with the second attempt.
+    held.answer(0, 500);
+    let attempts = || async {
+        crate::kyc::sqlx_rows::<(String,)>(&app, "SELECT id FROM webhook_attempts").await
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while attempts().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the first attempt was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Past the first attempt's retry time, inside the second's lease: nothing is sent.
+    clock.advance(Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        held.got.lock().unwrap().len(),
+        2,
+        "a third copy went out while the second attempt was in flight"
+    );
+    held.answer(1, 200);
+    let d = wait_delivery(&app, &hook, |d| d["state"] == "delivered").await;
+    assert_eq!(d["attempts"], 2, "both attempts counted: {d}");
+    let got = held.got.lock().unwrap().clone();
+    assert_eq!(got[0], got[1], "one webhook-id for the one event");
 }
 
 #[tokio::test]

@@ -1,0 +1,139 @@
+//! Gateway decisions that could not reach the audit log before shutdown, kept in a file until
+//! the next start writes them.
+//!
+//! The access log never drops a decision, so while the database is away its writer retries.
+//! At shutdown that would hold the process past SIGTERM for as long as the outage lasts (an
+//! orchestrator then kills it, and the queue is lost with it). Instead, once
+//! `http.shutdown_grace` has passed, what is still unwritten is appended to
+//! `gateway.decision_spill_file` as JSON lines and synced to disk, and the process exits. The
+//! next start writes the file's decisions into the audit log, sealed like any other batch,
+//! before it serves, then deletes the file.
+//!
+//! The file names ids and paths, never tokens or customer data. One node per file: nodes that
+//! share a working directory need their own `gateway.decision_spill_file`.
+
+use std::borrow::Cow;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::decisions::GatewayDecision;
+use crate::clock::Timestamp;
+use crate::state::AppState;
+
+/// One decision, one line.
+#[derive(Serialize, Deserialize)]
+struct Line<'a> {
+    at: Timestamp,
+    allowed: bool,
+    #[serde(borrow)]
+    reason: Cow<'a, str>,
+    #[serde(borrow)]
+    client_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    consent_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    #[serde(borrow)]
+    interaction_id: Option<Cow<'a, str>>,
+}
+
+/// Appends `decisions` to the spill file at `path` and syncs it to disk.
+pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    for d in decisions {
+        let line = Line {
+            at: d.at,
+            allowed: d.allowed,
+            reason: Cow::Borrowed(&d.reason),
+            client_id: d.client_id().map(Cow::Borrowed),
+            consent_id: d.consent_id().map(Cow::Borrowed),
+            path: Cow::Borrowed(d.path()),
+            interaction_id: d.interaction_id().map(Cow::Borrowed),
+        };
+        serde_json::to_writer(&mut out, &line)?;
+        out.push(b'\n');
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(&out)?;
+    file.sync_all()
+}
+
+/// Where a spill file is moved while it is read back: a start that dies during the read finds
+/// it there next time.
+fn replaying(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".replaying");
+    PathBuf::from(name)
+}
+
+/// Writes the decisions of a spill file left by an earlier shutdown into the audit log and
+/// deletes the file; answers how many there were. An error (the database is still away, the
+/// file is damaged) stops the start, and the file stays for the next.
+pub async fn replay(state: &AppState) -> Result<usize, String> {
+    let path = &state.config.gateway.decision_spill_file;
+    let pending = replaying(path);
+    let mut total = 0;
+    // A file left mid-read by a start that died first, then the one the last shutdown wrote.
+    for source in [pending.clone(), path.clone()] {
+        if !source.exists() {
+            continue;
+        }
+        if source != pending {
+            std::fs::rename(&source, &pending)
+                .map_err(|e| format!("cannot move {}: {e}", source.display()))?;
+        }
+        total += replay_file(state, &pending).await?;
+        std::fs::remove_file(&pending)
+            .map_err(|e| format!("cannot delete {}: {e}", pending.display()))?;
+    }
+    if total > 0 {
+        tracing::warn!(
+            decisions = total,
+            file = %path.display(),
+            "gateway decisions left unwritten at the last shutdown are now in the audit log"
+        );
+    }
+    Ok(total)
+}
+
+/// Reads the whole file and writes it as one batch, in one transaction: a failure leaves the
+/// audit log without any of it, so reading the file again cannot write a decision twice. (A
+/// file holds at most what one shutdown found queued, some thousands of decisions.)
+async fn replay_file(state: &AppState, path: &Path) -> Result<usize, String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut batch = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l: Line = serde_json::from_str(&line).map_err(|e| {
+            format!(
+                "{} line {}: not a spilled decision: {e}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        batch.push(GatewayDecision::restored(
+            l.at,
+            l.client_id.as_deref(),
+            l.consent_id.as_deref(),
+            l.allowed,
+            l.reason.into_owned(),
+            &l.path,
+            l.interaction_id.as_deref(),
+        ));
+    }
+    state
+        .store
+        .append_decisions(&batch)
+        .await
+        .map_err(|e| format!("cannot write spilled gateway decisions to the audit log: {e}"))?;
+    Ok(batch.len())
+}
