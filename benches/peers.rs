@@ -745,6 +745,11 @@ async fn scale_row(small_url: &str, small_script: &std::path::Path, rounds: usiz
     let default_ttl = scale::wrk_script(&accounts, &script);
     let default_ttl_rss = node.rss_mib();
     println!("scale, default TTL: {default_ttl:?}, RSS {default_ttl_rss:.1} MiB");
+    if std::env::var_os("BENCH_SCALE_KEEP").is_some() {
+        // The seeded data (with `scale.tokens`, one token a line) for a run by hand, such as
+        // instruction counts under callgrind (`benches/callgrind-scale.sh`).
+        println!("scale: data kept in {}", node.keep().display());
+    }
     Scaled {
         sizes,
         small,

@@ -96,6 +96,15 @@ impl Node {
         self.dir.path()
     }
 
+    /// Stops the node and keeps its directory (SQLite file, log, token lists) for a later
+    /// run by hand, e.g. under callgrind; returns where it is.
+    pub fn keep(mut self) -> std::path::PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        dir.keep()
+    }
+
     /// Resident memory of the process, in MiB.
     pub fn rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
