@@ -17,6 +17,7 @@ set -euo pipefail
 data=${1:?usage: $0 DATA_DIR [BINARY] [TOKENS]}
 bin=$(realpath "${2:-target/release/obgate}")
 work=$(mktemp -d)
+pid=""
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 cp "$data"/obgate.db* "$work"/
 if [ -n "${3:-}" ]; then head -n "$3" "$data/scale.tokens" >"$work/tokens"; else cp "$data/scale.tokens" "$work/tokens"; fi

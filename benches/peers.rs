@@ -65,7 +65,7 @@ impl Load {
 }
 
 fn peers_script() -> PathBuf {
-    std::env::var("OBGATE_PEERS_SH")
+    std::env::var("OBGATE_TEST_PEERS_SH")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("../shared/bench/peers.sh"))
 }

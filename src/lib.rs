@@ -80,6 +80,10 @@ use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::StoreError;
 
+/// How long past the shutdown budget (`http.shutdown_grace` from the signal) background
+/// workers, and then the database pool, are waited for.
+const WORKERS_STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the app could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -252,6 +256,16 @@ impl App {
             });
         }
         let header_timeout = self.state.config.http.header_timeout;
+        // One budget from the signal: draining requests, then writing their decisions.
+        let shutdown = {
+            let state = self.state.clone();
+            async move {
+                shutdown.await;
+                state
+                    .access_log
+                    .shutdown_by(tokio::time::Instant::now() + grace);
+            }
+        };
         let result = http::serve(
             listener,
             http::dispatch::Dispatch::new(self.router, self.gateway),
@@ -261,10 +275,21 @@ impl App {
         )
         .await;
         let _ = stop.send(true);
-        for w in workers {
-            let _ = w.await;
+        // Workers finish what they hold (the access log within the budget above); one stuck
+        // on a database that stopped answering is not waited for past it.
+        let until = self.state.access_log.deadline(grace) + WORKERS_STOP_MARGIN;
+        for mut w in workers {
+            if tokio::time::timeout_at(until, &mut w).await.is_err() {
+                tracing::warn!("a background worker did not stop in time; stopped it");
+                w.abort();
+            }
         }
-        self.state.store.close().await;
+        if tokio::time::timeout(WORKERS_STOP_MARGIN, self.state.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database pool did not close in time; leaving it");
+        }
         result
     }
 }

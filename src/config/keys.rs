@@ -99,7 +99,7 @@ pub const KEYS: &[KeySpec] = &[
         env: "OBGATE_HTTP_SHUTDOWN_GRACE",
         default: Some("30s"),
         secret: false,
-        help: "on SIGTERM/SIGINT, how long in-flight requests may take to finish",
+        help: "on SIGTERM/SIGINT, how long in-flight requests may take to finish and their gateway decisions to reach the audit log (past it, they go to gateway.decision_spill_file); the process exits within it plus a few seconds, so give the orchestrator's stop timeout more",
     },
     KeySpec {
         toml: "http.header_timeout",

@@ -206,8 +206,13 @@ pub(super) fn load(
                     },
                 );
             }
-            // The test suites' own settings share the prefix.
-            None if name.starts_with("OBGATE_TEST_") => {}
+            // The test suites' and benchmarks' own settings share the prefix, and so do the
+            // service links Kubernetes puts in every pod of a namespace with a Service named
+            // `obgate` (OBGATE_SERVICE_HOST, OBGATE_PORT_8080_TCP, …).
+            None if name.starts_with("OBGATE_TEST_")
+                || name.starts_with("OBGATE_SERVICE_")
+                || name == "OBGATE_PORT"
+                || name.starts_with("OBGATE_PORT_") => {}
             // A misspelt variable is refused, as an unknown key in the file is: a warning
             // scrolls past, and `OBGATE_MDOE=production` would start a sandbox (demo keys,
             // customers listed on the sign-in page) where production was meant.
@@ -1167,9 +1172,12 @@ fn parse_duration(v: &str, min: Duration, max: Duration) -> Result<Duration, Str
 }
 
 /// The known variable a misspelt `name` most likely meant, when one is close enough to name.
+/// Compared without the `OBGATE_` every name shares, which would make any two look alike.
 fn closest_variable(name: &str) -> Option<&'static str> {
+    let bare = |n: &'static str| n.strip_prefix("OBGATE_").unwrap_or(n);
+    let name = name.strip_prefix("OBGATE_").unwrap_or(name);
     KEYS.iter()
-        .map(|k| (strsim::jaro_winkler(name, k.env), k.env))
+        .map(|k| (strsim::jaro_winkler(name, bare(k.env)), k.env))
         .filter(|(score, _)| *score >= 0.9)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, env)| env)
@@ -1353,11 +1361,16 @@ mod tests {
                 "OBGATE_FROBNICATE: unknown variable (see `obgate config --help` for the list)",
             ]
         );
-        // The suites' own variables and others' are not the gateway's business.
+        // The suites' own variables, Kubernetes' service links and others' are not the
+        // gateway's business.
         let c = Config::load(
             None,
             env(&[
                 ("OBGATE_TEST_POSTGRES_URL", "postgres://x"),
+                ("OBGATE_SERVICE_HOST", "10.0.0.7"),
+                ("OBGATE_SERVICE_PORT", "8080"),
+                ("OBGATE_PORT", "tcp://10.0.0.7:8080"),
+                ("OBGATE_PORT_8080_TCP_ADDR", "10.0.0.7"),
                 ("HOME", "/root"),
             ]),
         )?;

@@ -31,6 +31,8 @@ const LINGER: Duration = Duration::from_millis(20);
 pub struct AccessLog {
     tx: mpsc::Sender<GatewayDecision>,
     rx: std::sync::Mutex<Option<mpsc::Receiver<GatewayDecision>>>,
+    /// When the writer must be done once shutdown has begun (see [`AccessLog::shutdown_by`]).
+    deadline: std::sync::OnceLock<tokio::time::Instant>,
 }
 
 impl Default for AccessLog {
@@ -39,6 +41,7 @@ impl Default for AccessLog {
         Self {
             tx,
             rx: std::sync::Mutex::new(Some(rx)),
+            deadline: std::sync::OnceLock::new(),
         }
     }
 }
@@ -68,17 +71,26 @@ pub fn interaction_of<B>(req: &axum::http::Request<B>) -> Option<&str> {
 
 impl AccessLog {
     /// Counts a decision in the metrics (with the time deciding took since `started`) and
-    /// queues its audit row.
-    pub async fn decided(&self, state: &AppState, started: std::time::Instant, d: Decision<'_>) {
+    /// queues its audit row; answers whether it was queued (see [`AccessLog::record`]).
+    #[must_use = "an allowed request whose decision was not queued must not reach the bank"]
+    pub async fn decided(
+        &self,
+        state: &AppState,
+        started: std::time::Instant,
+        d: Decision<'_>,
+    ) -> bool {
         let outcome = if d.allowed { "allowed" } else { "denied" };
         state
             .metrics
             .gateway_decision(outcome, d.reason, started.elapsed());
-        self.record(state, d).await;
+        self.record(state, d).await
     }
 
-    /// Queues a decision; waits while the queue is full (see the module docs).
-    pub async fn record(&self, state: &AppState, d: Decision<'_>) {
+    /// Queues a decision; waits while the queue is full (see the module docs). Answers
+    /// `false` only once the writer has stopped (the node is shutting down): the request must
+    /// then not go on to the bank, since nothing would record it.
+    #[must_use = "an allowed request whose decision was not queued must not reach the bank"]
+    pub async fn record(&self, state: &AppState, d: Decision<'_>) -> bool {
         let event = GatewayDecision::new(
             state.clock.now(),
             d.client_id,
@@ -92,7 +104,24 @@ impl AccessLog {
             tracing::error!(
                 "the access log writer has stopped; a gateway decision was not audited"
             );
+            return false;
         }
+        true
+    }
+
+    /// Sets when the writer must be done once it is told to stop: [`crate::App::serve`]
+    /// gives the moment the shutdown signal came plus `http.shutdown_grace`, so draining the
+    /// requests and writing their decisions share one budget. Without it the writer allows
+    /// itself `http.shutdown_grace` from when it is told to stop.
+    pub fn shutdown_by(&self, deadline: tokio::time::Instant) {
+        let _ = self.deadline.set(deadline);
+    }
+
+    /// When the writer must be done, once shutdown has begun.
+    pub(crate) fn deadline(&self, grace: Duration) -> tokio::time::Instant {
+        *self
+            .deadline
+            .get_or_init(|| tokio::time::Instant::now() + grace)
     }
 
     fn take_receiver(&self) -> Option<mpsc::Receiver<GatewayDecision>> {
@@ -136,21 +165,20 @@ pub async fn write(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>
                 }
             }
         }
-        // Retries while the database is away, until told to stop: then the shutdown below
-        // takes the batch over.
-        if !flush_until(&state, &mut batch, None, Some(&mut stop)).await {
+        // Retries while the database is away; once told to stop, until the deadline, and
+        // then the shutdown below takes the batch over.
+        if !flush(&state, &mut batch, &mut stop).await {
             break;
         }
     }
-    // Shutdown: the server has stopped taking requests; write everything still queued, for
-    // as long as `http.shutdown_grace` allows, then keep the rest in the spill file.
+    // Shutdown: the server has stopped taking requests; write everything still queued until
+    // the shutdown deadline, then keep the rest in the spill file.
     rx.close();
-    let deadline = tokio::time::Instant::now() + state.config.http.shutdown_grace;
     loop {
         if batch.is_empty() && rx.recv_many(&mut batch, BATCH).await == 0 {
             return;
         }
-        if !flush_until(&state, &mut batch, Some(deadline), None).await {
+        if !flush(&state, &mut batch, &mut stop).await {
             break;
         }
     }
@@ -173,26 +201,43 @@ pub async fn write(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>
     }
 }
 
-/// Appends a batch, retrying until it is written (decisions are never dropped), or until
-/// `deadline` has passed, or `stop` turns true between two attempts; answers whether it was
-/// written (the batch is then empty; otherwise it is left whole).
-async fn flush_until(
+/// Appends a batch, retrying until it is written: while the node runs, decisions are never
+/// dropped. Once `stop` is true the node is shutting down, and the shutdown deadline bounds
+/// the attempt under way and every retry: an attempt still running then is given up (its
+/// transaction rolls back when dropped; one whose commit was already on its way can leave
+/// the batch both written and spilled, so a decision may then appear twice). Answers whether
+/// the batch was written (it is then empty; otherwise it is left whole).
+async fn flush(
     state: &AppState,
     batch: &mut Vec<GatewayDecision>,
-    deadline: Option<tokio::time::Instant>,
-    mut stop: Option<&mut tokio::sync::watch::Receiver<bool>>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
+    let grace = state.config.http.shutdown_grace;
     let mut wait = Duration::from_millis(100);
     loop {
-        let attempt = state.store.append_decisions(batch);
-        let result = match deadline {
-            // One attempt can wait long for a connection; the deadline cuts it short (its
-            // transaction rolls back when dropped).
-            Some(d) => match tokio::time::timeout_at(d, attempt).await {
-                Ok(r) => r,
-                Err(_) => return false,
-            },
-            None => attempt.await,
+        let result = {
+            let attempt = state.store.append_decisions(batch);
+            tokio::pin!(attempt);
+            // Not cut short while the node runs: a database that hangs holds the batch, and
+            // the queue fills and holds requests, rather than risking a batch written twice.
+            let early = if stopping(stop) {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    r = &mut attempt => Some(r),
+                    _ = stop.wait_for(|s| *s) => None,
+                }
+            };
+            match early {
+                Some(r) => r,
+                None => {
+                    match tokio::time::timeout_at(state.access_log.deadline(grace), attempt).await {
+                        Ok(r) => r,
+                        Err(_) => return false,
+                    }
+                }
+            }
         };
         match result {
             Ok(()) => {
@@ -200,21 +245,27 @@ async fn flush_until(
                 return true;
             }
             Err(e) => {
-                if deadline.is_some_and(|d| tokio::time::Instant::now() + wait > d) {
-                    return false;
-                }
                 tracing::warn!(error = %e, rows = batch.len(), "cannot write gateway decisions to the audit log; retrying");
-                match stop.as_deref_mut() {
-                    // Only between attempts: an attempt cut short after its commit was sent
-                    // could leave the batch both written and kept.
-                    Some(stop) => tokio::select! {
+                if stopping(stop) {
+                    let deadline = state.access_log.deadline(grace);
+                    if tokio::time::Instant::now() + wait > deadline {
+                        return false;
+                    }
+                    tokio::time::sleep(wait).await;
+                } else {
+                    tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = stop.wait_for(|s| *s) => return false,
-                    },
-                    None => tokio::time::sleep(wait).await,
+                        // Told to stop: try once more at once, under the deadline.
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
                 }
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
     }
+}
+
+/// Whether the node is shutting down: told so, or whoever could tell us is gone.
+fn stopping(stop: &tokio::sync::watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
 }

@@ -97,7 +97,11 @@ fn denied<'a>(
         path: req.uri().path(),
         interaction: super::access_log::interaction_of(req),
     };
-    state.access_log.decided(state, started, decision)
+    // A denial goes out whether or not it could be recorded.
+    let decided = state.access_log.decided(state, started, decision);
+    async move {
+        let _ = decided.await;
+    }
 }
 
 /// The token of a request, or why there is none to accept.

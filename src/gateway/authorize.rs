@@ -257,7 +257,7 @@ where
                 Err(Ok(r)) => r.reason,
                 Err(Err(_)) => "unknown_route_or_error",
             };
-            state
+            let audited = state
                 .access_log
                 .decided(
                     &state,
@@ -273,6 +273,9 @@ where
                 )
                 .await;
             match decision {
+                // The node is stopping and its access log with it: an access nothing would
+                // record does not happen (the TPP retries on another node).
+                Ok(_) if !audited => Ok(ApiError::unavailable().into_response()),
                 Ok(grant) => {
                     req.extensions_mut().insert(grant);
                     inner.call(req).await

@@ -30,7 +30,8 @@ pub async fn over_limit(
         .take(&claims.client_id, Scope::Gateway)
         .await
         .err()?;
-    state
+    // A denial goes out whether or not it could be recorded.
+    let _ = state
         .access_log
         .decided(
             state,

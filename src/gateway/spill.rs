@@ -9,11 +9,13 @@
 //! next start writes the file's decisions into the audit log, sealed like any other batch,
 //! before it serves, then deletes the file.
 //!
-//! The file names ids and paths, never tokens or customer data. One node per file: nodes that
-//! share a working directory need their own `gateway.decision_spill_file`.
+//! The file holds ids, paths (which name accounts) and reason codes, never tokens, and is
+//! created readable by the node's user alone. One node per file: nodes that share a working
+//! directory need their own `gateway.decision_spill_file`.
 
 use std::borrow::Cow;
-use std::io::{BufRead, Write};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,9 +57,11 @@ pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> 
         serde_json::to_writer(&mut out, &line)?;
         out.push(b'\n');
     }
+    // Paths name accounts: the file is the node's user's alone.
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)?;
     file.write_all(&out)?;
     file.sync_all()
@@ -103,23 +107,37 @@ pub async fn replay(state: &AppState) -> Result<usize, String> {
 
 /// Reads the whole file and writes it as one batch, in one transaction: a failure leaves the
 /// audit log without any of it, so reading the file again cannot write a decision twice. (A
-/// file holds at most what one shutdown found queued, some thousands of decisions.)
+/// file holds at most what one shutdown found queued, some thousands of decisions.) A last
+/// line without its newline was cut short by a crash while it was written: it is skipped, and
+/// said so, rather than keeping the node from starting.
 async fn replay_file(state: &AppState, path: &Path) -> Result<usize, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut batch = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut batch = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let l: Line = serde_json::from_str(&line).map_err(|e| {
-            format!(
-                "{} line {}: not a spilled decision: {e}",
-                path.display(),
-                i + 1
-            )
-        })?;
+        let l: Line = match serde_json::from_str(line) {
+            Ok(l) => l,
+            Err(_) if i + 1 == lines.len() && !complete => {
+                tracing::error!(
+                    file = %path.display(),
+                    "the spill file's last line was cut short while it was written; one \
+                     gateway decision in it is lost"
+                );
+                continue;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{} line {}: not a spilled decision: {e}",
+                    path.display(),
+                    i + 1
+                ))
+            }
+        };
         batch.push(GatewayDecision::restored(
             l.at,
             l.client_id.as_deref(),

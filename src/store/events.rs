@@ -85,9 +85,10 @@ pub struct AttemptRecord {
     /// The delivery's next state.
     pub next: DeliveryNext,
     /// The lease the attempt ran under (`claim_delivery`'s `lease_until`). An attempt that
-    /// outlived it is counted, but only the holder of the current lease moves the delivery
-    /// on: a stale one would release the lease of the attempt after it, and a third copy
-    /// would go out while that one is in flight.
+    /// outlived it is counted, and a late success still marks the delivery delivered, but
+    /// otherwise only the holder of the current lease moves the delivery on: a stale failure
+    /// would release the lease of the attempt after it, and a third copy would go out while
+    /// that one is in flight.
     pub lease_until: Timestamp,
 }
 
@@ -444,15 +445,34 @@ macro_rules! event_store_impl {
                 .rows_affected();
                 if moved == 0 {
                     // The lease ran out and the delivery was claimed again (or has ended):
-                    // the attempt happened, so it is counted, and nothing else changes.
-                    sqlx::query(
-                        "UPDATE webhook_deliveries SET attempts = attempts + 1 \
-                         WHERE event_id = $1 AND endpoint_id = $2",
-                    )
-                    .bind(&a.event_id)
-                    .bind(&a.endpoint_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    // the attempt happened, so it is counted. A late success still delivers a
+                    // pending delivery (the receiver has the event, whatever the newer attempt
+                    // meets); anything else changes nothing more, the lease holder decides.
+                    let delivered = matches!(a.next, DeliveryNext::Delivered)
+                        && sqlx::query(
+                            "UPDATE webhook_deliveries SET state = 'delivered', \
+                             attempts = attempts + 1, delivered_at = $1, last_status = $2, \
+                             last_error = NULL \
+                             WHERE event_id = $3 AND endpoint_id = $4 AND state = 'pending'",
+                        )
+                        .bind(a.attempted_at)
+                        .bind(a.status_code)
+                        .bind(&a.event_id)
+                        .bind(&a.endpoint_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1;
+                    if !delivered {
+                        sqlx::query(
+                            "UPDATE webhook_deliveries SET attempts = attempts + 1 \
+                             WHERE event_id = $1 AND endpoint_id = $2",
+                        )
+                        .bind(&a.event_id)
+                        .bind(&a.endpoint_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
                 if gone {
                     sqlx::query(

@@ -2,6 +2,7 @@
 //! that `obgate audit verify` checks.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::sync::Arc;
 
 use obgate::audit::chain::{self, Broken, VerifyError};
@@ -652,6 +653,17 @@ async fn decisions_unwritten_at_shutdown_are_spilled_and_written_at_the_next_sta
     let kept = std::fs::read_to_string(&spill).expect("the spill file was written");
     assert_eq!(kept.lines().count(), 3, "{kept}");
     assert!(!kept.contains("Bearer"), "{kept}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&spill).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "readable by the node's user alone");
+    // A crash while a fourth line was being written left it cut short: the start still
+    // writes the three whole ones.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&spill)
+        .unwrap()
+        .write_all(br#"{"at":"2026-12-07T21:00:00.000Z","allowed":tr"#)
+        .unwrap();
 
     // The database is writable again: the next start writes the three decisions, sealed.
     app.db.allow_inserts("gateway_decisions").await;

@@ -1051,3 +1051,40 @@ async fn a_statement_file_the_bank_cannot_describe_is_502_not_a_missing_statemen
     assert_eq!(file(500).await.status, 502);
     assert_eq!(file(404).await.status, 404);
 }
+
+/// An allowed read that nothing would record does not reach the bank. The access log's writer
+/// stops at shutdown (here an embedding stops it): a read decided after that is answered 503,
+/// where it used to go to the bank with only an error line in the log.
+#[tokio::test]
+async fn an_allowed_read_that_nothing_would_record_is_refused() {
+    let app = spawn_with(FAST).await;
+    let a = access(&app, json!({"Permissions": ["ReadAccountsBasic"]}), None).await;
+    let mut env = FAST.to_vec();
+    env.push(("OBGATE_DATABASE_MIGRATE_ON_START", "false"));
+    let embedded = obgate::App::build(crate::helpers::config(&app.db, &env))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(obgate::gateway::access_log::write(
+        embedded.state().clone(),
+        stopped,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = embedded
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let read = || {
+        reqwest::Client::new()
+            .get(format!("{base}{AISP}/accounts"))
+            .bearer_auth(&a.token)
+            .send()
+    };
+    let r = read().await.unwrap();
+    assert_eq!(r.status(), 200, "served while the writer runs");
+    stop.send(true).unwrap();
+    writer.await.unwrap();
+    let r = read().await.unwrap();
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+}

@@ -504,12 +504,10 @@ impl Held {
     }
 }
 
-/// An attempt that outlives its lease (a receiver slower than `webhooks.timeout` and every
-/// margin, on a clock that jumped) lets the delivery be claimed again. When the first attempt
-/// finally ends it is counted, but it must not release the second attempt's lease: that let a
-/// third copy go out at the first attempt's retry time while the second was still in flight.
-#[tokio::test]
-async fn an_attempt_that_outlived_its_lease_does_not_release_the_next_ones() {
+/// One delivery, two attempts at it in flight: the first held past its lease (the DNS check's
+/// 5 s, the 30 s timeout and 5 s more: 40 s on the app's clock), the second after the claim
+/// that followed. Neither answered yet.
+async fn two_attempts_in_flight() -> (TestApp, Arc<ManualClock>, Held, String) {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_790_000_000_000)));
     let db = TestDb::new().await;
     let mut env = FAST.to_vec();
@@ -522,9 +520,18 @@ async fn an_attempt_that_outlived_its_lease_does_not_release_the_next_ones() {
     let id = create_customer(&app, "Jane").await;
     start_kyc(&app, &id, "123-45-6789").await;
     held.wait_for(1).await;
-    // The lease is the DNS check's 5 s, the 30 s timeout and 5 s more: 40 s on this clock.
     clock.advance(Duration::from_secs(41));
     held.wait_for(2).await;
+    (app, clock, held, hook)
+}
+
+/// An attempt that outlives its lease (a receiver slower than `webhooks.timeout` and every
+/// margin, on a clock that jumped) lets the delivery be claimed again. When the first attempt
+/// finally ends it is counted, but it must not release the second attempt's lease: that let a
+/// third copy go out at the first attempt's retry time while the second was still in flight.
+#[tokio::test]
+async fn an_attempt_that_outlived_its_lease_does_not_release_the_next_ones() {
+    let (app, clock, held, hook) = two_attempts_in_flight().await;
     // The first attempt ends (500, a retry in a minute from when it started). It is counted;
     // the delivery stays with the second attempt.
     held.answer(0, 500);
@@ -552,6 +559,26 @@ async fn an_attempt_that_outlived_its_lease_does_not_release_the_next_ones() {
     assert_eq!(d["attempts"], 2, "both attempts counted: {d}");
     let got = held.got.lock().unwrap().clone();
     assert_eq!(got[0], got[1], "one webhook-id for the one event");
+}
+
+/// The other order: the attempt that outlived its lease is the one that delivers, and the
+/// newer one fails. The receiver has the event, so the delivery is delivered and nothing is
+/// retried (counting the late success only left it to the newer attempt's failures).
+#[tokio::test]
+async fn a_late_success_delivers_even_when_the_newer_attempt_fails() {
+    let (app, clock, held, hook) = two_attempts_in_flight().await;
+    held.answer(0, 200);
+    wait_delivery(&app, &hook, |d| d["state"] == "delivered").await;
+    held.answer(1, 500);
+    let d = wait_delivery(&app, &hook, |d| d["attempts"] == 2).await;
+    assert_eq!(d["state"], "delivered", "{d}");
+    clock.advance(Duration::from_secs(11 * 60));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        held.got.lock().unwrap().len(),
+        2,
+        "a delivered event was sent again"
+    );
 }
 
 #[tokio::test]
