@@ -81,7 +81,8 @@ use crate::state::AppState;
 use crate::store::StoreError;
 
 /// How long past the shutdown budget (`http.shutdown_grace` from the signal) background
-/// workers, and then the database pool, are waited for.
+/// workers, and then the database pool, are waited for. More than the access log's floor
+/// (`access_log::WRITER_FLOOR`), so its writer is never stopped before it has spilled.
 const WORKERS_STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the app could not be built.

@@ -33,7 +33,15 @@ pub struct AccessLog {
     rx: std::sync::Mutex<Option<mpsc::Receiver<GatewayDecision>>>,
     /// When the writer must be done once shutdown has begun (see [`AccessLog::shutdown_by`]).
     deadline: std::sync::OnceLock<tokio::time::Instant>,
+    /// The writer's own deadline: the shutdown deadline, or [`WRITER_FLOOR`] after it was
+    /// told to stop if that is later.
+    writer_deadline: std::sync::OnceLock<tokio::time::Instant>,
 }
+
+/// The least time the writer is given once told to stop: requests that drained right up to
+/// the shutdown deadline would otherwise leave it none, and a healthy database's last batch
+/// would be spilled (and, cut short as it committed, written twice).
+const WRITER_FLOOR: Duration = Duration::from_secs(2);
 
 impl Default for AccessLog {
     fn default() -> Self {
@@ -42,6 +50,7 @@ impl Default for AccessLog {
             tx,
             rx: std::sync::Mutex::new(Some(rx)),
             deadline: std::sync::OnceLock::new(),
+            writer_deadline: std::sync::OnceLock::new(),
         }
     }
 }
@@ -122,6 +131,14 @@ impl AccessLog {
         *self
             .deadline
             .get_or_init(|| tokio::time::Instant::now() + grace)
+    }
+
+    /// When the writer must be done: fixed the first time it asks, once told to stop.
+    fn writer_deadline(&self, grace: Duration) -> tokio::time::Instant {
+        *self.writer_deadline.get_or_init(|| {
+            self.deadline(grace)
+                .max(tokio::time::Instant::now() + WRITER_FLOOR)
+        })
     }
 
     fn take_receiver(&self) -> Option<mpsc::Receiver<GatewayDecision>> {
@@ -232,7 +249,9 @@ async fn flush(
             match early {
                 Some(r) => r,
                 None => {
-                    match tokio::time::timeout_at(state.access_log.deadline(grace), attempt).await {
+                    match tokio::time::timeout_at(state.access_log.writer_deadline(grace), attempt)
+                        .await
+                    {
                         Ok(r) => r,
                         Err(_) => return false,
                     }
@@ -247,11 +266,14 @@ async fn flush(
             Err(e) => {
                 tracing::warn!(error = %e, rows = batch.len(), "cannot write gateway decisions to the audit log; retrying");
                 if stopping(stop) {
-                    let deadline = state.access_log.deadline(grace);
-                    if tokio::time::Instant::now() + wait > deadline {
+                    // Retry until the deadline, the last try at it (under `timeout_at`,
+                    // which gives up at once past it).
+                    let deadline = state.access_log.writer_deadline(grace);
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
                         return false;
                     }
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep_until((now + wait).min(deadline)).await;
                 } else {
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}

@@ -44,6 +44,9 @@ struct Line<'a> {
 /// Appends `decisions` to the spill file at `path` and syncs it to disk.
 pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> {
     let mut out = Vec::new();
+    // A line torn by a crash while an earlier shutdown wrote it is cut off first: appended
+    // after, it would be damage in the middle of the file, which stops the next start.
+    cut_torn_tail(path)?;
     for d in decisions {
         let line = Line {
             at: d.at,
@@ -65,6 +68,23 @@ pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> 
         .open(path)?;
     file.write_all(&out)?;
     file.sync_all()
+}
+
+/// Cuts the file at `path` back to its last newline, if it has a torn last line.
+fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if text.last().is_none_or(|b| *b == b'\n') {
+        return Ok(());
+    }
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(keep as u64)
 }
 
 /// Where a spill file is moved while it is read back: a start that dies during the read finds
@@ -125,8 +145,8 @@ async fn replay_file(state: &AppState, path: &Path) -> Result<usize, String> {
             Err(_) if i + 1 == lines.len() && !complete => {
                 tracing::error!(
                     file = %path.display(),
-                    "the spill file's last line was cut short while it was written; one \
-                     gateway decision in it is lost"
+                    "the spill file's last line was cut short while it was written; the \
+                     gateway decisions of that write from it on are lost"
                 );
                 continue;
             }
@@ -154,4 +174,53 @@ async fn replay_file(state: &AppState, path: &Path) -> Result<usize, String> {
         .await
         .map_err(|e| format!("cannot write spilled gateway decisions to the audit log: {e}"))?;
     Ok(batch.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(i: i64) -> GatewayDecision {
+        GatewayDecision::new(
+            Timestamp::from_millis(1_790_000_000_000 + i),
+            Some("cl_1"),
+            Some("aac-1"),
+            true,
+            "ok",
+            "/open-banking/v3.1/aisp/accounts",
+            Some("ia-\"quoted\""),
+        )
+    }
+
+    #[test]
+    fn a_write_after_a_torn_line_leaves_only_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.spill");
+        write(&path, &[decision(1), decision(2)]).unwrap();
+        // A crash while the next shutdown wrote: half a line.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(br#"{"at":"2026-12-07T21:00:00.000Z","allo"#)
+            .unwrap();
+        write(&path, &[decision(3)]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let read: Vec<GatewayDecision> = text
+            .lines()
+            .map(|l| {
+                let l: Line = serde_json::from_str(l).unwrap();
+                GatewayDecision::restored(
+                    l.at,
+                    l.client_id.as_deref(),
+                    l.consent_id.as_deref(),
+                    l.allowed,
+                    l.reason.into_owned(),
+                    &l.path,
+                    l.interaction_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(read, vec![decision(1), decision(2), decision(3)]);
+    }
 }

@@ -446,14 +446,16 @@ macro_rules! event_store_impl {
                 if moved == 0 {
                     // The lease ran out and the delivery was claimed again (or has ended):
                     // the attempt happened, so it is counted. A late success still delivers a
-                    // pending delivery (the receiver has the event, whatever the newer attempt
-                    // meets); anything else changes nothing more, the lease holder decides.
+                    // pending or failed delivery (the receiver has the event, whatever the
+                    // newer attempts met); anything else changes nothing more, the lease
+                    // holder decides.
                     let delivered = matches!(a.next, DeliveryNext::Delivered)
                         && sqlx::query(
                             "UPDATE webhook_deliveries SET state = 'delivered', \
                              attempts = attempts + 1, delivered_at = $1, last_status = $2, \
-                             last_error = NULL \
-                             WHERE event_id = $3 AND endpoint_id = $4 AND state = 'pending'",
+                             last_error = NULL, locked_until = NULL \
+                             WHERE event_id = $3 AND endpoint_id = $4 \
+                             AND state IN ('pending', 'failed')",
                         )
                         .bind(a.attempted_at)
                         .bind(a.status_code)
