@@ -41,14 +41,10 @@ struct Line<'a> {
     interaction_id: Option<Cow<'a, str>>,
 }
 
-/// Appends `decisions` to the spill file at `path` and syncs it to disk.
-pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> {
-    let mut out = Vec::new();
-    // A line torn by a crash while an earlier shutdown wrote it is cut off first: appended
-    // after, it would be damage in the middle of the file, which stops the next start.
-    cut_torn_tail(path)?;
-    for d in decisions {
-        let line = Line {
+impl<'a> Line<'a> {
+    /// The line for `d`, borrowing its texts.
+    fn of(d: &'a GatewayDecision) -> Self {
+        Self {
             at: d.at,
             allowed: d.allowed,
             reason: Cow::Borrowed(&d.reason),
@@ -56,8 +52,31 @@ pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> 
             consent_id: d.consent_id().map(Cow::Borrowed),
             path: Cow::Borrowed(d.path()),
             interaction_id: d.interaction_id().map(Cow::Borrowed),
-        };
-        serde_json::to_writer(&mut out, &line)?;
+        }
+    }
+
+    /// The decision this line was written from.
+    fn into_decision(self) -> GatewayDecision {
+        GatewayDecision::restored(
+            self.at,
+            self.client_id.as_deref(),
+            self.consent_id.as_deref(),
+            self.allowed,
+            self.reason.into_owned(),
+            &self.path,
+            self.interaction_id.as_deref(),
+        )
+    }
+}
+
+/// Appends `decisions` to the spill file at `path` and syncs it to disk.
+pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    // A line torn by a crash while an earlier shutdown wrote it is cut off first: appended
+    // after, it would be damage in the middle of the file, which stops the next start.
+    cut_torn_tail(path)?;
+    for d in decisions {
+        serde_json::to_writer(&mut out, &Line::of(d))?;
         out.push(b'\n');
     }
     // Paths name accounts: the file is the node's user's alone.
@@ -158,15 +177,7 @@ async fn replay_file(state: &AppState, path: &Path) -> Result<usize, String> {
                 ))
             }
         };
-        batch.push(GatewayDecision::restored(
-            l.at,
-            l.client_id.as_deref(),
-            l.consent_id.as_deref(),
-            l.allowed,
-            l.reason.into_owned(),
-            &l.path,
-            l.interaction_id.as_deref(),
-        ));
+        batch.push(l.into_decision());
     }
     state
         .store
@@ -208,18 +219,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let read: Vec<GatewayDecision> = text
             .lines()
-            .map(|l| {
-                let l: Line = serde_json::from_str(l).unwrap();
-                GatewayDecision::restored(
-                    l.at,
-                    l.client_id.as_deref(),
-                    l.consent_id.as_deref(),
-                    l.allowed,
-                    l.reason.into_owned(),
-                    &l.path,
-                    l.interaction_id.as_deref(),
-                )
-            })
+            .map(|l| serde_json::from_str::<Line>(l).unwrap().into_decision())
             .collect();
         assert_eq!(read, vec![decision(1), decision(2), decision(3)]);
     }
