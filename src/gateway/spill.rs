@@ -69,7 +69,7 @@ impl<'a> Line<'a> {
     }
 }
 
-/// Appends `decisions` to the spill file at `path` and syncs it to disk.
+/// Appends `decisions` to the spill file at `path` and syncs it, and its directory, to disk.
 pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> {
     let mut out = Vec::new();
     // A line torn by a crash while an earlier shutdown wrote it is cut off first: appended
@@ -86,7 +86,13 @@ pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> 
         .mode(0o600)
         .open(path)?;
     file.write_all(&out)?;
-    file.sync_all()
+    file.sync_all()?;
+    // The file's name, too, must survive a power cut: its directory entry is the directory's.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Cuts the file at `path` back to its last newline, if it has a torn last line.
@@ -146,12 +152,17 @@ pub async fn replay(state: &AppState) -> Result<usize, String> {
 
 /// Reads the whole file and writes it as one batch, in one transaction: a failure leaves the
 /// audit log without any of it, so reading the file again cannot write a decision twice. (A
-/// file holds at most what one shutdown found queued, some thousands of decisions.) A last
-/// line without its newline was cut short by a crash while it was written: it is skipped, and
-/// said so, rather than keeping the node from starting.
+/// file holds at most what one shutdown found queued, some thousands of decisions.) The same
+/// transaction records the file's SHA-256, so a file that comes back after its commit (the
+/// node died before deleting it) is recognised and not written again. A last line without
+/// its newline was cut short by a crash while it was written: it is skipped, and said so,
+/// rather than keeping the node from starting.
 async fn replay_file(state: &AppState, path: &Path) -> Result<usize, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("{}: not a spill file (not UTF-8)", path.display()))?;
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut batch = Vec::with_capacity(lines.len());
@@ -179,11 +190,22 @@ async fn replay_file(state: &AppState, path: &Path) -> Result<usize, String> {
         };
         batch.push(l.into_decision());
     }
-    state
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let first = state
         .store
-        .append_decisions(&batch)
+        .append_spilled(&digest, &batch, state.clock.now())
         .await
         .map_err(|e| format!("cannot write spilled gateway decisions to the audit log: {e}"))?;
+    if !first {
+        tracing::warn!(
+            file = %path.display(),
+            "this spill file's decisions were written into the audit log by an earlier start, \
+             which stopped before deleting it; they are not written again"
+        );
+        return Ok(0);
+    }
     Ok(batch.len())
 }
 

@@ -54,12 +54,39 @@ impl std::fmt::Debug for SharedRedis {
 
 /// Why Redis could not be used at start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to Redis at redis.url: {0}")]
+#[error("cannot use the Redis at redis.url: {0}")]
 pub struct ConnectError(String);
 
+/// Whether this Redis takes `PEXPIRE key ms NX` (Redis 7.0 and later), which the shared
+/// lockout counts failures with. An older Redis answers every such call with an error, so each
+/// failed sign-in would fall back to this node's own count and mark Redis down: the lockout
+/// would silently stop being shared. Asked of the server itself rather than read from its
+/// version string, which managed services may hide (`INFO` renamed or disabled).
+async fn supports_expire_nx(
+    conn: &mut MultiplexedConnection,
+    prefix: &str,
+) -> Result<(), ConnectError> {
+    let mut probe = redis::cmd("PEXPIRE");
+    probe
+        .arg(format!("{prefix}:probe:expire-nx"))
+        .arg(1_000)
+        .arg("NX");
+    match tokio::time::timeout(Duration::from_secs(5), probe.query_async::<_, i64>(conn)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == redis::ErrorKind::ResponseError => Err(ConnectError(
+            "this Redis does not take PEXPIRE with NX, which the shared sign-in lockout \
+             needs: use Redis 7.0 or later"
+                .into(),
+        )),
+        Ok(Err(e)) => Err(ConnectError(e.kind_name())),
+        Err(_) => Err(ConnectError("timed out after 5s".into())),
+    }
+}
+
 impl SharedRedis {
-    /// Connects; a node refuses to start with a Redis it cannot reach, so a typo in
-    /// `redis.url` is found at deploy time rather than as silently per-node limits.
+    /// Connects; a node refuses to start with a Redis it cannot reach or one too old for the
+    /// shared lockout (before 7.0), so a typo in `redis.url` or an old server is found at
+    /// deploy time rather than as silently per-node limits.
     pub async fn connect(
         url: &str,
         prefix: &str,
@@ -74,6 +101,8 @@ impl SharedRedis {
         .await
         .map_err(|_| ConnectError("timed out after 5s".into()))?
         .map_err(|e| ConnectError(e.kind_name()))?;
+        let mut conn = conn;
+        supports_expire_nx(&mut conn, prefix).await?;
         let live = Live {
             backend: Arc::new(RedisBackend::new(conn.clone())),
             conn,

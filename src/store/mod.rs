@@ -338,6 +338,17 @@ pub trait Store:
     /// Appends gateway decisions and the audit row that seals them, in one transaction: all
     /// or none ([`crate::audit::decisions`]). The access log writes its batches this way.
     async fn append_decisions(&self, decisions: &[GatewayDecision]) -> Result<(), StoreError>;
+    /// Appends a spill file's decisions as [`Self::append_decisions`] does, with the file's
+    /// `digest` recorded in the same transaction; `false`, writing nothing, when a start
+    /// already wrote a file with this digest. A node that dies after that commit and before it
+    /// deletes the file finds the file again at its next start
+    /// ([`crate::gateway::spill`]): without the record its decisions would be logged twice.
+    async fn append_spilled(
+        &self,
+        digest: &str,
+        decisions: &[GatewayDecision],
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Gateway decisions matching the filter, newest first, at most `filter.limit`.
     async fn list_decisions(
         &self,

@@ -160,6 +160,60 @@ macro_rules! shared_store_impl {
                 q
             }
 
+            /// Appends gateway decisions and the audit row that seals them inside `tx`.
+            async fn insert_decisions(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                decisions: &[$crate::audit::decisions::GatewayDecision],
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::audit::decisions::{seal_event, DecisionRow};
+                let n = i64::try_from(decisions.len()).unwrap_or(i64::MAX);
+                if n == 0 {
+                    return Ok(());
+                }
+                // One chain seq for the seal and n decision seqs, reserved under the head lock.
+                let head: $crate::audit::AuditHead = sqlx::query_as(
+                    "UPDATE audit_head SET seq = seq + 1, decisions = decisions + $1 \
+                     WHERE id = 1 RETURNING seq, last_hash, decisions",
+                )
+                .bind(n)
+                .fetch_one(&mut **tx)
+                .await?;
+                let first = head.decisions - n + 1;
+                let rows: Vec<DecisionRow<'_>> = decisions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| d.row(first + i as i64, head.seq))
+                    .collect();
+                let mut rest = rows.as_slice();
+                for size in $crate::store::shared::audit_chunks(rows.len()) {
+                    let (chunk, after) = rest.split_at(size);
+                    rest = after;
+                    let mut q = sqlx::QueryBuilder::new(format!(
+                        "{} ({}) ",
+                        Self::DECISION_BATCH_INSERT,
+                        $crate::store::shared::DECISION_COLUMNS
+                    ));
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.seq)
+                            .push_bind(r.sealed_by)
+                            .push_bind(r.occurred_at)
+                            .push_bind(r.client_id)
+                            .push_bind(r.consent_id)
+                            .push_bind(r.outcome)
+                            .push_bind(r.reason)
+                            .push_bind(r.path)
+                            .push_bind(r.interaction_id);
+                    });
+                    // Kept prepared: there are ten sizes at most (see audit_chunks).
+                    q.build().execute(&mut **tx).await?;
+                }
+                if let Some(event) = seal_event(&rows) {
+                    let record = $crate::audit::chain::seal(head.seq, &head.last_hash, &event);
+                    Self::insert_sealed(tx, &record).await?;
+                }
+                Ok(())
+            }
+
             /// Inserts a row sealed at the seq reserved in `audit_head` and makes it the head.
             async fn insert_sealed(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -658,55 +712,41 @@ macro_rules! shared_store_impl {
                 &self,
                 decisions: &[$crate::audit::decisions::GatewayDecision],
             ) -> Result<(), $crate::store::StoreError> {
-                use $crate::audit::decisions::{seal_event, DecisionRow};
-                let n = i64::try_from(decisions.len()).unwrap_or(i64::MAX);
-                if n == 0 {
+                if decisions.is_empty() {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
-                // One chain seq for the seal and n decision seqs, reserved under the head lock.
-                let head: $crate::audit::AuditHead = sqlx::query_as(
-                    "UPDATE audit_head SET seq = seq + 1, decisions = decisions + $1 \
-                     WHERE id = 1 RETURNING seq, last_hash, decisions",
-                )
-                .bind(n)
-                .fetch_one(&mut *tx)
-                .await?;
-                let first = head.decisions - n + 1;
-                let rows: Vec<DecisionRow<'_>> = decisions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| d.row(first + i as i64, head.seq))
-                    .collect();
-                let mut rest = rows.as_slice();
-                for size in $crate::store::shared::audit_chunks(rows.len()) {
-                    let (chunk, after) = rest.split_at(size);
-                    rest = after;
-                    let mut q = sqlx::QueryBuilder::new(format!(
-                        "{} ({}) ",
-                        Self::DECISION_BATCH_INSERT,
-                        $crate::store::shared::DECISION_COLUMNS
-                    ));
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.seq)
-                            .push_bind(r.sealed_by)
-                            .push_bind(r.occurred_at)
-                            .push_bind(r.client_id)
-                            .push_bind(r.consent_id)
-                            .push_bind(r.outcome)
-                            .push_bind(r.reason)
-                            .push_bind(r.path)
-                            .push_bind(r.interaction_id);
-                    });
-                    // Kept prepared: there are ten sizes at most (see audit_chunks).
-                    q.build().execute(&mut *tx).await?;
-                }
-                if let Some(event) = seal_event(&rows) {
-                    let record = $crate::audit::chain::seal(head.seq, &head.last_hash, &event);
-                    Self::insert_sealed(&mut tx, &record).await?;
-                }
+                Self::insert_decisions(&mut tx, decisions).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            #[tracing::instrument(skip_all, fields(decisions = decisions.len()))]
+            async fn append_spilled(
+                &self,
+                digest: &str,
+                decisions: &[$crate::audit::decisions::GatewayDecision],
+                now: $crate::clock::Timestamp,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let first = sqlx::query(
+                    "INSERT INTO spill_replays (digest, decisions, replayed_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
+                )
+                .bind(digest)
+                .bind(i64::try_from(decisions.len()).unwrap_or(i64::MAX))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !first {
+                    // Written by an earlier start (the transaction rolls back on drop).
+                    return Ok(false);
+                }
+                Self::insert_decisions(&mut tx, decisions).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             #[tracing::instrument(skip_all)]

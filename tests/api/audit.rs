@@ -665,6 +665,8 @@ async fn decisions_unwritten_at_shutdown_are_spilled_and_written_at_the_next_sta
         .write_all(br#"{"at":"2026-12-07T21:00:00.000Z","allowed":tr"#)
         .unwrap();
 
+    let as_left = std::fs::read(&spill).unwrap();
+
     // The database is writable again: the next start writes the three decisions, sealed.
     app.db.allow_inserts("gateway_decisions").await;
     let again = crate::helpers::TestDb::external(app.db.url.clone());
@@ -683,4 +685,25 @@ async fn decisions_unwritten_at_shutdown_are_spilled_and_written_at_the_next_sta
     }
     assert!(!spill.exists(), "the spill file is deleted once written");
     chain::verify(next.store.as_ref()).await.unwrap();
+
+    // A node that died after that write's commit and before it deleted the file finds the
+    // file again at its next start: its decisions are in the audit log already, once.
+    next.trigger_shutdown();
+    let server = next.server.take().unwrap();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), server).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+    std::fs::write(&spill, &as_left).unwrap();
+    let third = crate::helpers::TestDb::external(next.db.url.clone());
+    let config = crate::helpers::config(&third, &env);
+    let mut third = crate::helpers::spawn_on(third, config).await;
+    third.admin_key = app.admin_key.clone();
+    // The start reads the file before it serves, so it is done once anything is answered.
+    for i in 0..3 {
+        let rows = third
+            .decisions_eventually(&format!("interaction_id=spilled-{i}"), |d| !d.is_empty())
+            .await;
+        assert_eq!(rows.len(), 1, "not written a second time: {rows:?}");
+    }
+    assert!(!spill.exists(), "the file written before is deleted");
+    chain::verify(third.store.as_ref()).await.unwrap();
 }

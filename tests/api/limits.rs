@@ -314,6 +314,70 @@ async fn a_redis_that_hangs_or_dies_leaves_limits_per_node_neither_hung_nor_lift
     assert_eq!(r.status(), 429, "a Redis outage lifts no limit");
 }
 
+/// What a Redis before 7.0 answers, as far as a node asks at start: `PEXPIRE key ms NX` is an
+/// error there (the option came in 7.0), everything else it is asked at connect succeeds. A
+/// fake, since no old Redis can be installed beside the machine's own.
+async fn redis_6(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let (read, mut write) = socket.into_split();
+            let mut read = BufReader::new(read);
+            let mut line = String::new();
+            // RESP commands: `*N`, then N bulk strings, each `$len` and its text.
+            loop {
+                line.clear();
+                if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let Some(n) = line.trim_end().strip_prefix('*') else {
+                    return;
+                };
+                let mut args = vec![];
+                for _ in 0..n.parse::<usize>().unwrap() {
+                    for _ in 0..2 {
+                        line.clear();
+                        read.read_line(&mut line).await.unwrap();
+                    }
+                    args.push(line.trim_end().to_ascii_uppercase());
+                }
+                let answer = match args.first().map(String::as_str) {
+                    Some("PEXPIRE") if args.len() > 3 => {
+                        "-ERR wrong number of arguments for 'pexpire' command\r\n"
+                    }
+                    Some("PING") => "+PONG\r\n",
+                    _ => "+OK\r\n",
+                };
+                if write.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// A Redis before 7.0 refuses the `PEXPIRE … NX` that counts failed sign-ins across nodes, so
+/// every count would fall back to the node's own and the lockout would silently stop being
+/// shared. The node refuses to start with it, saying what to use, without the URL's password.
+#[tokio::test]
+async fn a_redis_older_than_7_is_refused_at_start() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://:s3cret-pw@{}", listener.local_addr().unwrap());
+    tokio::spawn(redis_6(listener));
+    let db = crate::helpers::TestDb::new().await;
+    let cfg = crate::helpers::config(&db, &[("OBGATE_REDIS_URL", url.as_str())]);
+    let err = match obgate::App::build(cfg).await {
+        Ok(_) => panic!("started with a Redis too old for the shared lockout"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("redis.url"), "{err}");
+    assert!(err.contains("Redis 7.0 or later"), "{err}");
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
 async fn token_from(app: &TestApp, id: &str, secret: &str, from: &str) -> Resp {
     app.send(
         app.request(Method::POST, "/oauth2/token")
