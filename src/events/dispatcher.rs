@@ -99,6 +99,11 @@ impl Drop for Running {
 /// Runs until `stop` resolves.
 pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut builder = reqwest::Client::builder()
+        // Never through a proxy named by the environment (`HTTPS_PROXY`, `ALL_PROXY`, ...):
+        // the destination checks apply to the address connected to, so through a proxy they
+        // would check the proxy (refusing an internal one, every delivery failing) while the
+        // proxy resolved the destination unchecked (DNS rebinding into the bank).
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(state.config.webhooks.timeout)
         .user_agent(concat!("obgate-webhooks/", env!("CARGO_PKG_VERSION")));

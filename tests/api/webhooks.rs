@@ -703,3 +703,80 @@ async fn pending_deliveries_survive_a_killed_process_and_keep_their_ids() {
     assert_eq!(ids, want, "every event delivered, each under its own id");
     assert!(got.len() >= 6);
 }
+
+/// Deliveries go straight to the destination whatever proxy the environment names: through a
+/// proxy the destination checks would see the proxy's address, not the destination's. Here the
+/// named proxy is a closed port, so a delivery sent through it would never arrive.
+#[tokio::test]
+async fn deliveries_ignore_proxies_named_by_the_environment() {
+    let db = TestDb::new().await;
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (obgate_port, dead) = (port(), port());
+    let proxy = format!("http://127.0.0.1:{dead}");
+    let key_out = Command::new(env!("CARGO_BIN_EXE_obgate"))
+        .env_clear()
+        .env("OBGATE_DATABASE_URL", &db.url)
+        .args(["admin-key", "create", "--name", "proxy-test"])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(key_out.stdout).unwrap().trim().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_obgate"))
+        .env_clear()
+        .env("OBGATE_DATABASE_URL", &db.url)
+        .env("OBGATE_LISTEN", format!("127.0.0.1:{obgate_port}"))
+        .env("OBGATE_WORKERS_POLL_INTERVAL", "50ms")
+        .env("HTTP_PROXY", &proxy)
+        .env("http_proxy", &proxy)
+        .env("HTTPS_PROXY", &proxy)
+        .env("ALL_PROXY", &proxy)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{obgate_port}");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "obgate did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (receiver, url) = Receiver::start(vec![(200, None)]).await;
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        "/api/v0/webhooks",
+        json!({"url": url, "events": ["kyc.verification.initialized"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let c: Value = post("/api/v0/customers", crate::kyc::customer_body("Jane"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = c["customer_id"].as_str().unwrap();
+    let r = post(
+        &format!("/api/v0/customers/{id}/verification-kyc"),
+        crate::kyc::kyc_body("123456789"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let got = receiver.wait_for(1).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(got[0].json()["type"], "kyc.verification.initialized");
+}
