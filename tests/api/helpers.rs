@@ -469,3 +469,14 @@ pub async fn spawn_peer(app: &TestApp, env: &[(&str, &str)]) -> Peer {
         _shutdown: tx,
     }
 }
+
+/// A started `obgate serve`, killed however the test ends, so a failed assertion leaves no
+/// server behind.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -726,7 +726,7 @@ async fn deliveries_ignore_proxies_named_by_the_environment() {
         .output()
         .unwrap();
     let key = String::from_utf8(key_out.stdout).unwrap().trim().to_owned();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obgate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_obgate"))
         .env_clear()
         .env("OBGATE_DATABASE_URL", &db.url)
         .env("OBGATE_LISTEN", format!("127.0.0.1:{obgate_port}"))
@@ -740,6 +740,7 @@ async fn deliveries_ignore_proxies_named_by_the_environment() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let _running = crate::helpers::Running(child);
     let base = format!("http://127.0.0.1:{obgate_port}");
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -776,7 +777,5 @@ async fn deliveries_ignore_proxies_named_by_the_environment() {
     .unwrap();
     assert_eq!(r.status(), 201);
     let got = receiver.wait_for(1).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
     assert_eq!(got[0].json()["type"], "kyc.verification.initialized");
 }
