@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::gateway::{access, fake_bank, FakeBank, AISP};
-use crate::helpers::{config, spawn_on, spawn_with, TestApp, TestDb};
+use crate::helpers::{config, free_port, spawn_on, spawn_with, TestApp, TestDb};
 use crate::kyc::{customer_body, FAST};
 
 /// `program` as root: directly when the tests run as root (CI), else through `sudo -n`.
@@ -42,14 +42,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // --- the bank's API fails ------------------------------------------------------------------

@@ -480,3 +480,12 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// A free port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

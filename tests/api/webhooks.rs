@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use obgate::clock::{Clock, ManualClock, Timestamp};
 
-use crate::helpers::{config, spawn, spawn_with_clock, TestApp, TestDb};
+use crate::helpers::{config, free_port, spawn, spawn_with_clock, TestApp, TestDb};
 use crate::kyc::{create_customer, start_kyc, wait_for, FAST};
 
 /// One received delivery.
@@ -581,51 +581,86 @@ async fn a_late_success_delivers_even_when_the_newer_attempt_fails() {
     );
 }
 
-#[tokio::test]
-async fn pending_deliveries_survive_a_killed_process_and_keep_their_ids() {
-    let db = TestDb::new().await;
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+/// Creates a customer and starts its KYC through a process's API (`key` an admin key);
+/// answers the customer id.
+async fn customer_with_kyc(http: &reqwest::Client, base: &str, key: &str) -> String {
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
     };
-    let (obgate_port, receiver_port) = (port(), port());
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_obgate"))
-            .env_clear()
-            .env("OBGATE_DATABASE_URL", &db.url)
-            .env("OBGATE_LISTEN", format!("127.0.0.1:{obgate_port}"))
-            .env(
-                "OBGATE_WEBHOOKS_RETRY_SCHEDULE",
-                "200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms",
-            )
-            .env("OBGATE_WORKERS_POLL_INTERVAL", "50ms")
-            // A delivery in flight at the kill is leased for this + 10 s (the DNS check and
-            // a margin), then retried.
-            .env("OBGATE_WEBHOOKS_TIMEOUT", "1s")
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let key_out = Command::new(env!("CARGO_BIN_EXE_obgate"))
+    let c: Value = post("/api/v0/customers", crate::kyc::customer_body("Jane"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = c["customer_id"].as_str().unwrap().to_owned();
+    let r = post(
+        &format!("/api/v0/customers/{id}/verification-kyc"),
+        crate::kyc::kyc_body("123456789"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    id
+}
+
+/// An admin key for `db`, created by the binary as an operator would.
+fn admin_key(db: &TestDb, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_obgate"))
         .env_clear()
         .env("OBGATE_DATABASE_URL", &db.url)
-        .args(["admin-key", "create", "--name", "crash-test"])
+        .args(["admin-key", "create", "--name", name])
         .output()
         .unwrap();
-    let key = String::from_utf8(key_out.stdout).unwrap().trim().to_owned();
-    let mut child = start();
-    let base = format!("http://127.0.0.1:{obgate_port}");
-    let http = reqwest::Client::new();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `obgate serve` on `db` as a process of its own (what the test is about is the process: a
+/// kill, its environment), answering on `port` once this returns; killed however the test
+/// ends.
+async fn serve_process(db: &TestDb, port: u16, env: &[(&str, &str)]) -> crate::helpers::Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_obgate"))
+        .env_clear()
+        .env("OBGATE_DATABASE_URL", &db.url)
+        .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OBGATE_WORKERS_POLL_INTERVAL", "50ms")
+        .envs(env.iter().copied())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = crate::helpers::Running(child);
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{base}/readyz")).send().await.is_err() {
+    while http.get(&ready).send().await.is_err() {
         assert!(Instant::now() < deadline, "obgate did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    running
+}
+
+#[tokio::test]
+async fn pending_deliveries_survive_a_killed_process_and_keep_their_ids() {
+    let db = TestDb::new().await;
+    let (obgate_port, receiver_port) = (free_port(), free_port());
+    let env = [
+        (
+            "OBGATE_WEBHOOKS_RETRY_SCHEDULE",
+            "200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms",
+        ),
+        // A delivery in flight at the kill is leased for this + 10 s (the DNS check and a
+        // margin), then retried.
+        ("OBGATE_WEBHOOKS_TIMEOUT", "1s"),
+    ];
+    let key = admin_key(&db, "crash-test");
+    let child = serve_process(&db, obgate_port, &env).await;
+    let base = format!("http://127.0.0.1:{obgate_port}");
+    let http = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         http.post(format!("{base}{path}"))
             .bearer_auth(&key)
@@ -640,27 +675,11 @@ async fn pending_deliveries_survive_a_killed_process_and_keep_their_ids() {
     .await
     .unwrap();
     assert_eq!(r.status(), 201);
-    let mut customers = Vec::new();
     for _ in 0..3 {
-        let c: Value = post("/api/v0/customers", crate::kyc::customer_body("Jane"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = c["customer_id"].as_str().unwrap().to_owned();
-        let r = post(
-            &format!("/api/v0/customers/{id}/verification-kyc"),
-            crate::kyc::kyc_body("123456789"),
-        )
-        .await
-        .unwrap();
-        assert_eq!(r.status(), 201);
-        customers.push(id);
+        customer_with_kyc(&http, &base, &key).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    child.kill().unwrap(); // SIGKILL: no graceful anything.
-    child.wait().unwrap();
+    drop(child); // SIGKILL: no graceful anything.
 
     let events: Vec<(String,)> = {
         let app_db = &db;
@@ -686,11 +705,10 @@ async fn pending_deliveries_survive_a_killed_process_and_keep_their_ids() {
     let receiver = Receiver::default();
     *receiver.answers.lock().unwrap() = vec![(200, None)];
     Receiver::serve(receiver.clone(), listener);
-    let mut child = start();
+    let child = serve_process(&db, obgate_port, &env).await;
     let got = receiver.wait_for(6).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 
     let mut ids: Vec<String> = receiver
         .received()
@@ -710,44 +728,14 @@ async fn pending_deliveries_survive_a_killed_process_and_keep_their_ids() {
 #[tokio::test]
 async fn deliveries_ignore_proxies_named_by_the_environment() {
     let db = TestDb::new().await;
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (obgate_port, dead) = (port(), port());
+    let (obgate_port, dead) = (free_port(), free_port());
     let proxy = format!("http://127.0.0.1:{dead}");
-    let key_out = Command::new(env!("CARGO_BIN_EXE_obgate"))
-        .env_clear()
-        .env("OBGATE_DATABASE_URL", &db.url)
-        .args(["admin-key", "create", "--name", "proxy-test"])
-        .output()
-        .unwrap();
-    let key = String::from_utf8(key_out.stdout).unwrap().trim().to_owned();
-    let child = Command::new(env!("CARGO_BIN_EXE_obgate"))
-        .env_clear()
-        .env("OBGATE_DATABASE_URL", &db.url)
-        .env("OBGATE_LISTEN", format!("127.0.0.1:{obgate_port}"))
-        .env("OBGATE_WORKERS_POLL_INTERVAL", "50ms")
-        .env("HTTP_PROXY", &proxy)
-        .env("http_proxy", &proxy)
-        .env("HTTPS_PROXY", &proxy)
-        .env("ALL_PROXY", &proxy)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _running = crate::helpers::Running(child);
+    let key = admin_key(&db, "proxy-test");
+    let proxies =
+        ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"].map(|v| (v, proxy.as_str()));
+    let _child = serve_process(&db, obgate_port, &proxies).await;
     let base = format!("http://127.0.0.1:{obgate_port}");
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{base}/readyz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "obgate did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let (receiver, url) = Receiver::start(vec![(200, None)]).await;
     let post = |path: &str, body: Value| {
         http.post(format!("{base}{path}"))
@@ -762,20 +750,7 @@ async fn deliveries_ignore_proxies_named_by_the_environment() {
     .await
     .unwrap();
     assert_eq!(r.status(), 201);
-    let c: Value = post("/api/v0/customers", crate::kyc::customer_body("Jane"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = c["customer_id"].as_str().unwrap();
-    let r = post(
-        &format!("/api/v0/customers/{id}/verification-kyc"),
-        crate::kyc::kyc_body("123456789"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 201);
+    customer_with_kyc(&http, &base, &key).await;
     let got = receiver.wait_for(1).await;
     assert_eq!(got[0].json()["type"], "kyc.verification.initialized");
 }
