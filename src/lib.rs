@@ -94,7 +94,7 @@ pub enum StartError {
     /// Signing keys could not be created or loaded.
     #[error(transparent)]
     Keys(#[from] oauth::keys::KeyError),
-    /// `redis.url` is set but Redis cannot be reached.
+    /// `redis.url` is set but Redis cannot be reached, or is too old for the shared lockout.
     #[error(transparent)]
     Redis(#[from] limits::shared::ConnectError),
 }

@@ -41,6 +41,15 @@ struct Line<'a> {
     interaction_id: Option<Cow<'a, str>>,
 }
 
+/// The line each write starts with: a random id, so two writes of the same decisions (two
+/// nodes that spilled alike in the same millisecond) never make files with the same bytes,
+/// which the replay tells apart by their SHA-256.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Marker {
+    write: String,
+}
+
 impl<'a> Line<'a> {
     /// The line for `d`, borrowing its texts.
     fn of(d: &'a GatewayDecision) -> Self {
@@ -75,6 +84,11 @@ pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> 
     // A line torn by a crash while an earlier shutdown wrote it is cut off first: appended
     // after, it would be damage in the middle of the file, which stops the next start.
     cut_torn_tail(path)?;
+    let marker = Marker {
+        write: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    serde_json::to_writer(&mut out, &marker)?;
+    out.push(b'\n');
     for d in decisions {
         serde_json::to_writer(&mut out, &Line::of(d))?;
         out.push(b'\n');
@@ -88,11 +102,21 @@ pub fn write(path: &Path, decisions: &[GatewayDecision]) -> std::io::Result<()> 
     file.write_all(&out)?;
     file.sync_all()?;
     // The file's name, too, must survive a power cut: its directory entry is the directory's.
+    // The decisions are on disk already, so a failure here is only said, not returned (the
+    // caller would report them lost).
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::File::open(dir)?.sync_all()
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(
+            error = %e,
+            file = %path.display(),
+            "the spill file is written, but its directory could not be synced: a power cut \
+             now could lose the file"
+        );
+    }
+    Ok(())
 }
 
 /// Cuts the file at `path` back to its last newline, if it has a torn last line.
@@ -122,10 +146,30 @@ fn replaying(path: &Path) -> PathBuf {
 
 /// Writes the decisions of a spill file left by an earlier shutdown into the audit log and
 /// deletes the file; answers how many there were. An error (the database is still away, the
-/// file is damaged) stops the start, and the file stays for the next.
+/// file is damaged) stops the start, and the file stays for the next. On a database with
+/// migrations pending (`database.migrate_on_start = false`, an upgrade whose migration has
+/// not run yet) the file is left for the first start after it: the node starts, as it does
+/// on such a database, and says so.
 pub async fn replay(state: &AppState) -> Result<usize, String> {
     let path = &state.config.gateway.decision_spill_file;
     let pending = replaying(path);
+    if !pending.exists() && !path.exists() {
+        return Ok(0);
+    }
+    let migrations = state
+        .store
+        .migration_state()
+        .await
+        .map_err(|e| format!("cannot read the database's migrations: {e}"))?;
+    if !migrations.is_current() {
+        tracing::warn!(
+            file = %path.display(),
+            pending = migrations.pending.len(),
+            "gateway decisions left unwritten at the last shutdown wait in the spill file: the \
+             database has migrations pending; the first start after `obgate migrate` writes them"
+        );
+        return Ok(0);
+    }
     let mut total = 0;
     // A file left mid-read by a start that died first, then the one the last shutdown wrote.
     for source in [pending.clone(), path.clone()] {
@@ -172,6 +216,7 @@ async fn replay_file(state: &AppState, path: &Path) -> Result<usize, String> {
         }
         let l: Line = match serde_json::from_str(line) {
             Ok(l) => l,
+            Err(_) if serde_json::from_str::<Marker>(line).is_ok() => continue,
             Err(_) if i + 1 == lines.len() && !complete => {
                 tracing::error!(
                     file = %path.display(),
@@ -239,8 +284,16 @@ mod tests {
             .unwrap();
         write(&path, &[decision(3)]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
+        let markers: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Marker>(l).ok())
+            .map(|m| m.write)
+            .collect();
+        assert_eq!(markers.len(), 2, "one per write: {text}");
+        assert_ne!(markers[0], markers[1], "each write its own id");
         let read: Vec<GatewayDecision> = text
             .lines()
+            .filter(|l| serde_json::from_str::<Marker>(l).is_err())
             .map(|l| serde_json::from_str::<Line>(l).unwrap().into_decision())
             .collect();
         assert_eq!(read, vec![decision(1), decision(2), decision(3)]);

@@ -73,11 +73,26 @@ async fn supports_expire_nx(
         .arg("NX");
     match tokio::time::timeout(Duration::from_secs(5), probe.query_async::<_, i64>(conn)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.kind() == redis::ErrorKind::ResponseError => Err(ConnectError(
-            "this Redis does not take PEXPIRE with NX, which the shared sign-in lockout \
-             needs: use Redis 7.0 or later"
-                .into(),
-        )),
+        // What Redis before 7.0 answers: the NX is one argument too many for it.
+        Ok(Err(e))
+            if e.kind() == redis::ErrorKind::ResponseError
+                && e.detail().is_some_and(|d| {
+                    d.contains("wrong number of arguments") || d.contains("syntax error")
+                }) =>
+        {
+            Err(ConnectError(
+                "this Redis does not take PEXPIRE with NX, which the shared sign-in lockout \
+                 needs: use Redis 7.0 or later"
+                    .into(),
+            ))
+        }
+        // Anything else the server refused (NOPERM, a renamed command, LOADING) is named by
+        // its code; the detail of a server's answer holds no part of the URL.
+        Ok(Err(e)) if e.code().is_some() => Err(ConnectError(format!(
+            "it refused the PEXPIRE ... NX the shared lockout uses: {} {}",
+            e.code().unwrap_or_default(),
+            e.detail().unwrap_or_default()
+        ))),
         Ok(Err(e)) => Err(ConnectError(e.kind_name())),
         Err(_) => Err(ConnectError("timed out after 5s".into())),
     }
