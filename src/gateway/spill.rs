@@ -9,6 +9,14 @@
 //! next start writes the file's decisions into the audit log, sealed like any other batch,
 //! before it serves, then deletes the file.
 //!
+//! Exactly once: the same transaction records the file's SHA-256 (`spill_replays`), so a file
+//! that survives its own replay (the node died between the commit and the delete) is
+//! recognised and deleted at the next start; each write starts with a line holding a random
+//! id, so no two files share a digest. On a database with migrations pending the file waits
+//! for the first start after them. (One case is not covered: a write cut short by the
+//! shutdown deadline just as its commit went out leaves its decisions both written and
+//! spilled; telling them apart would need an id per decision.)
+//!
 //! The file holds ids, paths (which name accounts) and reason codes, never tokens, and is
 //! created readable by the node's user alone. One node per file: nodes that share a working
 //! directory need their own `gateway.decision_spill_file`.
