@@ -120,9 +120,20 @@ impl Drop for PeersDown {
     }
 }
 
-/// An `obgate serve` process; killed on drop.
+/// `a` over `b` as the table writes a ratio.
 fn ratio(a: f64, b: f64) -> String {
     format!("{:.2}×", a / b)
+}
+
+/// Each round's ratio of `ours` over `peer`, in round order: on a shared machine the rounds
+/// of one run differ by a fifth, and the median alone hides how near a target a run came.
+fn round_ratios(ours: &[Load], peer: &[Load]) -> String {
+    let each: Vec<String> = ours
+        .iter()
+        .zip(peer)
+        .map(|(o, p)| format!("{:.2}", o.rps / p.rps))
+        .collect();
+    format!("rounds {}", each.join(", "))
 }
 
 /// The middle run of several by `key` (rounds ≥ 1).
@@ -423,6 +434,29 @@ async fn main() {
     let pinned_gateway = median("pinned");
     let oidc = median("oidc").unwrap_or_default();
     let issue = median("tokens");
+    // Each round's ratio of one load over another, for the table.
+    let rounds_of = |ours: &str, peer: &str| {
+        let at = |name: &str| loads.iter().position(|(n, _)| *n == name);
+        match (at(ours), at(peer)) {
+            (Some(o), Some(p)) => format!(" ({})", round_ratios(&runs[o], &runs[p])),
+            _ => String::new(),
+        }
+    };
+    let per_round = [
+        ("gateway", "nginx"),
+        ("gateway", "haproxy"),
+        ("pinned", "nginx"),
+        ("pinned", "haproxy"),
+        ("tokens", "oidc"),
+    ]
+    .map(|(o, p)| ((o, p), rounds_of(o, p)));
+    let per_round = |ours: &str, peer: &str| {
+        per_round
+            .iter()
+            .find(|(k, _)| *k == (ours, peer))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     drop(loads);
     drop(pinned);
     println!("medians: gateway {gateway:?}, pinned {pinned_gateway:?}, nginx {nginx:?}, haproxy {haproxy:?}, ceiling {ceiling:?}, tokens {issue:?}, oidc-provider {oidc:?}");
@@ -481,7 +515,8 @@ async fn main() {
     md.push_str(&format!(
         "# obgate benchmarks\n\nLatest run: {date}, on {}. Produced by `benches/run.sh`; every row is one wrk load \
          (1 thread, 16 connections, {duration} s, from `../shared/bench/peers.sh`; obgate and the peers it is compared with \
-         measured in {rounds} interleaved rounds, each figure its median round) on loopback, with the load \
+         measured in {rounds} interleaved rounds, each figure its median round, each round's ratio beside the \
+         median's) on loopback, with the load \
          generator, the server and the upstream sharing the cores. Compare the ratios; absolute figures on a \
          shared machine are noise.\n\n",
         machine()
@@ -511,23 +546,25 @@ async fn main() {
             Some((
                 "proxied `GET /accounts`, every check on, vs nginx plain proxy",
                 "the same vs HAProxy verifying ES256",
+                "gateway",
                 gateway,
             )),
             pinned_gateway.map(|p| {
                 (
                     "the same on a node with `runtime.pin_workers = true`, vs nginx plain proxy",
                     "the pinned node vs HAProxy verifying ES256",
+                    "pinned",
                     p,
                 )
             }),
         ];
-        for (vs_nginx, vs_haproxy, g) in nodes.into_iter().flatten() {
+        for (vs_nginx, vs_haproxy, load, g) in nodes.into_iter().flatten() {
             row(
                 &mut md,
                 vs_nginx,
                 fmt(g),
                 fmt(nginx),
-                ratio(g.rps, nginx.rps),
+                ratio(g.rps, nginx.rps) + &per_round(load, "nginx"),
                 "≥ 0.8× throughput, p99 ≤ 2×, zero non-2xx",
                 g.rps >= 0.8 * nginx.rps && g.p99 <= 2.0 * nginx.p99 && g.bad == 0,
             );
@@ -536,7 +573,7 @@ async fn main() {
                 vs_haproxy,
                 fmt(g),
                 fmt(haproxy),
-                ratio(g.rps, haproxy.rps),
+                ratio(g.rps, haproxy.rps) + &per_round(load, "haproxy"),
                 "≥ 3× throughput",
                 g.rps >= 3.0 * haproxy.rps,
             );
@@ -556,7 +593,7 @@ async fn main() {
             "`client_credentials`, argon2id secret, ES256 JWT, vs oidc-provider",
             fmt(issue),
             fmt(oidc),
-            ratio(issue.rps, oidc.rps),
+            ratio(issue.rps, oidc.rps) + &per_round("tokens", "oidc"),
             "≥ 2× throughput, p99 ≤ peer's",
             issue.rps >= 2.0 * oidc.rps && issue.p99 <= oidc.p99,
         );
