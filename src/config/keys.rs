@@ -190,7 +190,14 @@ pub const KEYS: &[KeySpec] = &[
         env: "OBGATE_OAUTH_LOCKOUT_AFTER",
         default: Some("10"),
         secret: false,
-        help: "failed client authentications (per client id, and per address) within oauth.lockout_window that lock it for one window; slower answers from half of it; 0: off",
+        help: "failed client authentications (per client id, and per address unless oauth.lockout_after_address is set) within oauth.lockout_window that lock it for one window; slower answers from half of it; 0: off",
+    },
+    KeySpec {
+        toml: "oauth.lockout_after_address",
+        env: "OBGATE_OAUTH_LOCKOUT_AFTER_ADDRESS",
+        default: None,
+        secret: false,
+        help: "failed client authentications from one address (for any client id) that lock the address for one window; default: oauth.lockout_after; raise it where many clients share an address (NAT); 0: addresses are not counted",
     },
     KeySpec {
         toml: "oauth.lockout_window",

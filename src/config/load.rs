@@ -598,6 +598,13 @@ pub(super) fn load(
     let lockout_after = layers.parse("oauth.lockout_after", |v| {
         whole(v, 0, 10_000).map(|n| u32::try_from(n).unwrap_or(10_000))
     });
+    // By default an address locks at the same count as a client id.
+    let lockout_after_address = match layers.get("oauth.lockout_after_address") {
+        None => Some(None),
+        Some(_) => layers.parse("oauth.lockout_after_address", |v| {
+            whole(v, 0, 100_000).map(|n| Some(u32::try_from(n).unwrap_or(100_000)))
+        }),
+    };
     let lockout_window = layers.parse("oauth.lockout_window", |v| {
         parse_duration(v, Duration::from_secs(1), Duration::from_secs(24 * 3600))
     });
@@ -704,6 +711,7 @@ pub(super) fn load(
                 request_uri_ttl: request_uri_ttl?,
                 lockout: crate::limits::LockoutConfig {
                     after: lockout_after?,
+                    after_address: lockout_after_address?.or(lockout_after).unwrap_or(10),
                     window: lockout_window?,
                 },
             },

@@ -2,10 +2,11 @@
 //!
 //! Failures are counted per presented client id (from any address) and per remote address
 //! (for any client id; see [`super::ClientAddr`] for which address), each over
-//! `oauth.lockout_window`. Past half of `oauth.lockout_after`
-//! failures every further failure is answered more slowly (250 ms more each, at most 2 s);
-//! at `oauth.lockout_after` the id or the address is locked for one window: its requests are
-//! refused with `429` before any secret is checked, and the lock is audited once.
+//! `oauth.lockout_window`. Past half of its threshold (`oauth.lockout_after` for an id,
+//! `oauth.lockout_after_address` for an address, by default the same) failures every further
+//! failure is answered more slowly (250 ms more each, at most 2 s); at the threshold the id or
+//! the address is locked for one window: its requests are refused with `429` before any secret
+//! is checked, and the lock is audited once.
 //!
 //! The lock on a client id is what bounds the harm an attacker can do to the real client: it
 //! lasts one window from the moment it was set, and then the real client's next correct
@@ -58,8 +59,14 @@ impl Subject {
 /// The settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockoutConfig {
-    /// Failures within a window that lock; `0` turns the lockout off.
+    /// Failures within a window that lock a client id; `0` turns the lockout off.
     pub after: u32,
+    /// Failures within a window that lock an address, for any client id
+    /// (`oauth.lockout_after_address`; by default the same as `after`); `0` counts no address.
+    /// Where many clients share one address (a TPP's clients behind one NAT), a higher figure
+    /// keeps one misconfigured client from locking out the others, while spraying made-up ids
+    /// from one address is still stopped.
+    pub after_address: u32,
     /// How long failures are counted, and how long a lock lasts.
     pub window: Duration,
 }
@@ -104,6 +111,14 @@ impl Lockout {
 
     fn enabled(&self) -> bool {
         self.config.after > 0
+    }
+
+    /// Failures that lock `s`; `0`: `s` is not counted.
+    fn threshold(&self, s: &Subject) -> u32 {
+        match s {
+            Subject::Client(_) => self.config.after,
+            Subject::Address(_) => self.config.after_address,
+        }
     }
 
     /// How long until the first of `subjects` that is locked is free again, if any is.
@@ -155,25 +170,28 @@ impl Lockout {
             return AfterFailure::default();
         }
         let mut out = AfterFailure::default();
+        // Failures past the slow-down point (half the threshold) of the subject furthest on.
         let mut worst = 0;
         for s in subjects {
-            let (failures, newly_locked) = self.count(s).await;
-            worst = worst.max(failures);
+            let after = self.threshold(s);
+            if after == 0 {
+                continue;
+            }
+            let (failures, newly_locked) = self.count(s, after).await;
+            worst = worst.max(failures.saturating_sub((after / 2).max(1)));
             if newly_locked {
                 out.locked.push(s.clone());
             }
         }
-        let slow_from = (self.config.after / 2).max(1);
-        if worst > slow_from {
-            out.delay = DELAY_STEP.saturating_mul(worst - slow_from).min(MAX_DELAY);
-        }
+        out.delay = DELAY_STEP.saturating_mul(worst).min(MAX_DELAY);
         out
     }
 
-    async fn count(&self, s: &Subject) -> (u32, bool) {
+    /// Counts one failure of `s`, which `after` failures lock.
+    async fn count(&self, s: &Subject, after: u32) -> (u32, bool) {
         if let Some(shared) = &self.shared {
             if let Some(r) = shared
-                .call("lockout count", self.shared_count(shared, s))
+                .call("lockout count", self.shared_count(shared, s, after))
                 .await
             {
                 return r;
@@ -196,20 +214,21 @@ impl Lockout {
         }
         c.failures = c.failures.saturating_add(1);
         let lock_over = c.locked_until.is_none_or(|until| until <= now);
-        let newly = c.failures >= self.config.after && lock_over;
+        let newly = c.failures >= after && lock_over;
         if newly {
             c.locked_until = Some(now + self.config.window);
             // The next round of failures starts a fresh count.
             c.failures = 0;
             c.since = now;
         }
-        (c.failures.max(u32::from(newly) * self.config.after), newly)
+        (c.failures.max(u32::from(newly) * after), newly)
     }
 
     async fn shared_count(
         &self,
         shared: &SharedRedis,
         s: &Subject,
+        after: u32,
     ) -> Result<(u32, bool), redis::RedisError> {
         let window_ms = u64::try_from(self.config.window.as_millis()).unwrap_or(u64::MAX);
         let count_key = shared.key(&format!("fail:{}", s.key()));
@@ -226,7 +245,7 @@ impl Lockout {
             .ignore()
             .query_async(&mut conn)
             .await?;
-        if failures < self.config.after {
+        if failures < after {
             return Ok((failures, false));
         }
         // Exactly one node sets the lock (and audits it); the count starts afresh.
@@ -282,10 +301,38 @@ mod tests {
         Lockout::new(
             LockoutConfig {
                 after,
+                after_address: after,
                 window: Duration::from_millis(window_ms),
             },
             None,
         )
+    }
+
+    #[tokio::test]
+    async fn an_address_locks_at_its_own_count_and_zero_leaves_it_uncounted() {
+        let config = |after_address| LockoutConfig {
+            after: 2,
+            after_address,
+            window: Duration::from_secs(60),
+        };
+        let ip = Subject::Address("203.0.113.1".parse().unwrap());
+        let l = Lockout::new(config(4), None);
+        for (n, id) in ["a", "a", "b", "c"].iter().enumerate() {
+            let who = [Subject::Client((*id).into()), ip.clone()];
+            let after = l.failed(&who).await;
+            let want: Vec<Subject> = match n {
+                1 => vec![who[0].clone()],
+                3 => vec![ip.clone()],
+                _ => vec![],
+            };
+            assert_eq!(after.locked, want, "failure {}", n + 1);
+        }
+        let off = Lockout::new(config(0), None);
+        for id in ["a", "b", "c", "d", "e"] {
+            let after = off.failed(&[Subject::Client(id.into()), ip.clone()]).await;
+            assert!(!after.locked.contains(&ip));
+        }
+        assert!(off.locked(std::slice::from_ref(&ip)).await.is_none());
     }
 
     #[tokio::test]

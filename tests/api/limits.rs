@@ -444,6 +444,42 @@ async fn an_address_that_sprays_many_ids_is_locked_and_others_are_not() {
     assert_eq!(r.status, 200);
 }
 
+/// Many clients behind one address (a TPP's egress NAT): with `oauth.lockout_after_address`
+/// above `oauth.lockout_after`, one client's failures lock that client's id at its own count
+/// without locking the address its neighbours share (with the default they would: see the
+/// test above); spraying many ids from the address still locks it, at the address's count.
+#[tokio::test]
+async fn an_address_shared_by_many_clients_locks_at_its_own_higher_count() {
+    let app = spawn_with(&[
+        ("OBGATE_OAUTH_LOCKOUT_AFTER", "3"),
+        ("OBGATE_OAUTH_LOCKOUT_AFTER_ADDRESS", "8"),
+        ("OBGATE_OAUTH_LOCKOUT_WINDOW", "1m"),
+        ("OBGATE_HTTP_CLIENT_IP_HEADER", "x-forwarded-for"),
+    ])
+    .await;
+    let nat = "203.0.113.60";
+    let (broken, _) = register(&app, json!({"client_name": "Rotated badly"})).await;
+    let (neighbour, secret) = register(&app, json!({"client_name": "Neighbour"})).await;
+    // A client with a stale secret fails three times: its id is locked...
+    for _ in 0..3 {
+        assert_eq!(token_from(&app, &broken, "stale", nat).await.status, 401);
+    }
+    let r = token_from(&app, &broken, "stale", nat).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    // ...and its neighbour behind the same address still gets tokens (which, being a correct
+    // secret, starts the address's count again).
+    let r = token_from(&app, &neighbour, &secret, nat).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Spraying made-up ids from the address: each of eight is checked (none finds the address
+    // locked), and the eighth locks it.
+    for n in 1..=8 {
+        let r = token_from(&app, &format!("made-up-{n}"), "guess", nat).await;
+        assert_eq!(r.status, 401, "failure {n} of 8: {}", r.text());
+    }
+    let r = token_from(&app, &neighbour, &secret, nat).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+}
+
 /// Guesses sent all at once pass the lockout's first look together, before any has failed:
 /// each waits for its argon2 turn, and the lock set meanwhile stops those still waiting, so a
 /// burst is not a way round the limit on guesses.
