@@ -197,7 +197,7 @@ pub const KEYS: &[KeySpec] = &[
         env: "OBGATE_OAUTH_LOCKOUT_AFTER_ADDRESS",
         default: None,
         secret: false,
-        help: "failed client authentications from one address (for any client id) that lock the address for one window; default: oauth.lockout_after; raise it where many clients share an address (NAT); 0: addresses are not counted",
+        help: "failed authentications from one address (client secrets for any client id, admin keys, page sign-ins) that lock the address for one window, 1–10000; default: oauth.lockout_after; raise it where many clients share an address (NAT)",
     },
     KeySpec {
         toml: "oauth.lockout_window",

@@ -602,7 +602,9 @@ pub(super) fn load(
     let lockout_after_address = match layers.get("oauth.lockout_after_address") {
         None => Some(None),
         Some(_) => layers.parse("oauth.lockout_after_address", |v| {
-            whole(v, 0, 100_000).map(|n| Some(u32::try_from(n).unwrap_or(100_000)))
+            // Not 0: admin keys and sign-ins are counted against their address alone, so an
+            // address that is never locked would let them be guessed without end.
+            whole(v, 1, 10_000).map(|n| Some(u32::try_from(n).unwrap_or(10_000)))
         }),
     };
     let lockout_window = layers.parse("oauth.lockout_window", |v| {
@@ -1278,6 +1280,24 @@ mod tests {
         assert_eq!(c.oauth.access_token_ttl, Duration::from_secs(300));
         assert_eq!(c.oauth.signing_alg, SigningAlg::Es256);
         assert_eq!(c.oauth.key_rotation, Some(Duration::from_secs(90 * 86400)));
+        Ok(())
+    }
+
+    #[test]
+    fn the_address_lockout_follows_the_id_lockout_unless_set_and_is_never_off_alone(
+    ) -> Result<(), ConfigError> {
+        let lockout = |pairs: &[(&str, &str)]| -> Result<_, ConfigError> {
+            Ok(Config::load(None, env(pairs))?.oauth.lockout)
+        };
+        let default = lockout(&[("OBGATE_OAUTH_LOCKOUT_AFTER", "7")])?;
+        assert_eq!((default.after, default.after_address), (7, 7));
+        let nat = lockout(&[("OBGATE_OAUTH_LOCKOUT_AFTER_ADDRESS", "200")])?;
+        assert_eq!((nat.after, nat.after_address), (10, 200));
+        // Admin keys and sign-ins are counted against their address alone.
+        assert_eq!(
+            errors(&[("OBGATE_OAUTH_LOCKOUT_AFTER_ADDRESS", "0")]),
+            vec!["OBGATE_OAUTH_LOCKOUT_AFTER_ADDRESS: \"0\" is not a whole number from 1 to 10000"]
+        );
         Ok(())
     }
 

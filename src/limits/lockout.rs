@@ -62,10 +62,12 @@ pub struct LockoutConfig {
     /// Failures within a window that lock a client id; `0` turns the lockout off.
     pub after: u32,
     /// Failures within a window that lock an address, for any client id
-    /// (`oauth.lockout_after_address`; by default the same as `after`); `0` counts no address.
-    /// Where many clients share one address (a TPP's clients behind one NAT), a higher figure
-    /// keeps one misconfigured client from locking out the others, while spraying made-up ids
-    /// from one address is still stopped.
+    /// (`oauth.lockout_after_address`; by default the same as `after`). Where many clients
+    /// share one address (a TPP's clients behind one NAT), a higher figure keeps one
+    /// misconfigured client from locking out the others, while spraying made-up ids from one
+    /// address is still stopped. It is also all that bounds admin-key and sign-in guesses,
+    /// which count against their address alone, so the configuration refuses `0` (which here
+    /// would leave addresses uncounted).
     pub after_address: u32,
     /// How long failures are counted, and how long a lock lasts.
     pub window: Duration,

@@ -478,6 +478,7 @@ async fn an_address_shared_by_many_clients_locks_at_its_own_higher_count() {
     }
     let r = token_from(&app, &neighbour, &secret, nat).await;
     assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"], "temporarily_locked");
 }
 
 /// Guesses sent all at once pass the lockout's first look together, before any has failed:
