@@ -434,28 +434,15 @@ async fn main() {
     let pinned_gateway = median("pinned");
     let oidc = median("oidc").unwrap_or_default();
     let issue = median("tokens");
-    // Each round's ratio of one load over another, for the table.
-    let rounds_of = |ours: &str, peer: &str| {
-        let at = |name: &str| loads.iter().position(|(n, _)| *n == name);
+    // Each round's ratio of one load over another, for the table (the loads' closures go
+    // before the table is written; their names stay).
+    let names: Vec<&str> = loads.iter().map(|(n, _)| *n).collect();
+    let per_round = |ours: &str, peer: &str| {
+        let at = |name: &str| names.iter().position(|n| *n == name);
         match (at(ours), at(peer)) {
             (Some(o), Some(p)) => format!(" ({})", round_ratios(&runs[o], &runs[p])),
             _ => String::new(),
         }
-    };
-    let per_round = [
-        ("gateway", "nginx"),
-        ("gateway", "haproxy"),
-        ("pinned", "nginx"),
-        ("pinned", "haproxy"),
-        ("tokens", "oidc"),
-    ]
-    .map(|(o, p)| ((o, p), rounds_of(o, p)));
-    let per_round = |ours: &str, peer: &str| {
-        per_round
-            .iter()
-            .find(|(k, _)| *k == (ours, peer))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
     };
     drop(loads);
     drop(pinned);

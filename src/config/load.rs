@@ -713,7 +713,7 @@ pub(super) fn load(
                 request_uri_ttl: request_uri_ttl?,
                 lockout: crate::limits::LockoutConfig {
                     after: lockout_after?,
-                    after_address: lockout_after_address?.or(lockout_after).unwrap_or(10),
+                    after_address: lockout_after_address?.unwrap_or(lockout_after?),
                     window: lockout_window?,
                 },
             },

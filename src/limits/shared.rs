@@ -109,14 +109,13 @@ impl SharedRedis {
     ) -> Result<Arc<Self>, ConnectError> {
         // The URL may hold a password: errors name the key, never the value.
         let client = redis::Client::open(url).map_err(|e| ConnectError(e.kind_name()))?;
-        let conn = tokio::time::timeout(
+        let mut conn = tokio::time::timeout(
             Duration::from_secs(5),
             client.get_multiplexed_async_connection(),
         )
         .await
         .map_err(|_| ConnectError("timed out after 5s".into()))?
         .map_err(|e| ConnectError(e.kind_name()))?;
-        let mut conn = conn;
         supports_expire_nx(&mut conn, prefix).await?;
         let live = Live {
             backend: Arc::new(RedisBackend::new(conn.clone())),

@@ -489,3 +489,66 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Creates a customer and starts its KYC (with `ssn`) through a process's API (`key` an admin
+/// key); answers the customer id.
+pub async fn customer_with_kyc(http: &reqwest::Client, base: &str, key: &str, ssn: &str) -> String {
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let c: serde_json::Value = post("/api/v0/customers", crate::kyc::customer_body("Jane"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = c["customer_id"].as_str().unwrap().to_owned();
+    let r = post(
+        &format!("/api/v0/customers/{id}/verification-kyc"),
+        crate::kyc::kyc_body(ssn),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    id
+}
+
+/// An admin key for `db`, created by the binary as an operator would.
+pub fn admin_key(db: &TestDb, name: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_obgate"))
+        .env_clear()
+        .env("OBGATE_DATABASE_URL", &db.url)
+        .args(["admin-key", "create", "--name", name])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `obgate serve` on `db` as a process of its own (what the test is about is the process: a
+/// kill, its environment), answering on `port` once this returns; killed however the test
+/// ends.
+pub async fn serve_process(db: &TestDb, port: u16, env: &[(&str, &str)]) -> Running {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_obgate"))
+        .env_clear()
+        .env("OBGATE_DATABASE_URL", &db.url)
+        .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OBGATE_WORKERS_POLL_INTERVAL", "50ms")
+        .envs(env.iter().copied())
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while http.get(&ready).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "obgate did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    running
+}

@@ -334,7 +334,6 @@ async fn a_slow_provider_ends_in_timeout() {
 
 #[tokio::test]
 async fn a_check_cut_off_by_a_crash_resumes_after_restart_and_applies_once() {
-    use std::process::{Command, Stdio};
     use std::time::Instant;
     let script = Script {
         puts: Arc::new(Mutex::new(vec![(200, json!({"status": "approved"}))])),
@@ -345,69 +344,19 @@ async fn a_check_cut_off_by_a_crash_resumes_after_restart_and_applies_once() {
     };
     let url = provider(script.clone()).await;
     let db = crate::helpers::TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_obgate"))
-            .env_clear()
-            .env("OBGATE_DATABASE_URL", &db.url)
-            .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("OBGATE_KYC_PROVIDER", "http")
-            .env("OBGATE_KYC_PROVIDER_URL", &url)
-            .env("OBGATE_KYC_PROVIDER_TIMEOUT", "3s")
-            .env("OBGATE_KYC_PROVIDER_RETRIES", "0")
-            .env("OBGATE_WORKERS_POLL_INTERVAL", "100ms")
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let key = String::from_utf8(
-        Command::new(env!("CARGO_BIN_EXE_obgate"))
-            .env_clear()
-            .env("OBGATE_DATABASE_URL", &db.url)
-            .args(["admin-key", "create", "--name", "crash"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_owned();
+    let port = crate::helpers::free_port();
+    let env = [
+        ("OBGATE_KYC_PROVIDER", "http"),
+        ("OBGATE_KYC_PROVIDER_URL", url.as_str()),
+        ("OBGATE_KYC_PROVIDER_TIMEOUT", "3s"),
+        ("OBGATE_KYC_PROVIDER_RETRIES", "0"),
+        ("OBGATE_WORKERS_POLL_INTERVAL", "100ms"),
+    ];
+    let key = crate::helpers::admin_key(&db, "crash");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let ready = |http: reqwest::Client, base: String| async move {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http.get(format!("{base}/readyz")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "obgate did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let mut child = start();
-    ready(http.clone(), base.clone()).await;
-    let c: Value = http
-        .post(format!("{base}/api/v0/customers"))
-        .bearer_auth(&key)
-        .json(&crate::kyc::customer_body("Jane"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = c["customer_id"].as_str().unwrap().to_owned();
-    let r = http
-        .post(format!("{base}/api/v0/customers/{id}/verification-kyc"))
-        .bearer_auth(&key)
-        .json(&crate::kyc::kyc_body("123-45-6789"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let child = crate::helpers::serve_process(&db, port, &env).await;
+    let id = crate::helpers::customer_with_kyc(&http, &base, &key, "123-45-6789").await;
     // Kill the process while the provider is still working on the check.
     let deadline = Instant::now() + Duration::from_secs(10);
     while script.seen.lock().unwrap().is_empty() {
@@ -417,11 +366,9 @@ async fn a_check_cut_off_by_a_crash_resumes_after_restart_and_applies_once() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child); // SIGKILL
 
-    let mut child = start();
-    ready(http.clone(), base.clone()).await;
+    let child = crate::helpers::serve_process(&db, port, &env).await;
     let deadline = Instant::now() + Duration::from_secs(40);
     let v = loop {
         let v: Value = http
@@ -439,8 +386,7 @@ async fn a_check_cut_off_by_a_crash_resumes_after_restart_and_applies_once() {
         assert!(Instant::now() < deadline, "the check did not resume: {v}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let seen = script.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "submitted once before the crash, once after");
     assert_eq!(

@@ -15,7 +15,10 @@ use serde_json::{json, Value};
 
 use obgate::clock::{Clock, ManualClock, Timestamp};
 
-use crate::helpers::{config, free_port, spawn, spawn_with_clock, TestApp, TestDb};
+use crate::helpers::{
+    admin_key, config, customer_with_kyc, free_port, serve_process, spawn, spawn_with_clock,
+    TestApp, TestDb,
+};
 use crate::kyc::{create_customer, start_kyc, wait_for, FAST};
 
 /// One received delivery.
@@ -581,69 +584,6 @@ async fn a_late_success_delivers_even_when_the_newer_attempt_fails() {
     );
 }
 
-/// Creates a customer and starts its KYC through a process's API (`key` an admin key);
-/// answers the customer id.
-async fn customer_with_kyc(http: &reqwest::Client, base: &str, key: &str) -> String {
-    let post = |path: &str, body: Value| {
-        http.post(format!("{base}{path}"))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-    };
-    let c: Value = post("/api/v0/customers", crate::kyc::customer_body("Jane"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = c["customer_id"].as_str().unwrap().to_owned();
-    let r = post(
-        &format!("/api/v0/customers/{id}/verification-kyc"),
-        crate::kyc::kyc_body("123456789"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 201);
-    id
-}
-
-/// An admin key for `db`, created by the binary as an operator would.
-fn admin_key(db: &TestDb, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_obgate"))
-        .env_clear()
-        .env("OBGATE_DATABASE_URL", &db.url)
-        .args(["admin-key", "create", "--name", name])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// `obgate serve` on `db` as a process of its own (what the test is about is the process: a
-/// kill, its environment), answering on `port` once this returns; killed however the test
-/// ends.
-async fn serve_process(db: &TestDb, port: u16, env: &[(&str, &str)]) -> crate::helpers::Running {
-    let child = Command::new(env!("CARGO_BIN_EXE_obgate"))
-        .env_clear()
-        .env("OBGATE_DATABASE_URL", &db.url)
-        .env("OBGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("OBGATE_WORKERS_POLL_INTERVAL", "50ms")
-        .envs(env.iter().copied())
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let running = crate::helpers::Running(child);
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(&ready).send().await.is_err() {
-        assert!(Instant::now() < deadline, "obgate did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    running
-}
-
 #[tokio::test]
 async fn pending_deliveries_survive_a_killed_process_and_keep_their_ids() {
     let db = TestDb::new().await;
@@ -676,7 +616,7 @@ async fn pending_deliveries_survive_a_killed_process_and_keep_their_ids() {
     .unwrap();
     assert_eq!(r.status(), 201);
     for _ in 0..3 {
-        customer_with_kyc(&http, &base, &key).await;
+        customer_with_kyc(&http, &base, &key, "123456789").await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(child); // SIGKILL: no graceful anything.
@@ -750,7 +690,7 @@ async fn deliveries_ignore_proxies_named_by_the_environment() {
     .await
     .unwrap();
     assert_eq!(r.status(), 201);
-    customer_with_kyc(&http, &base, &key).await;
+    customer_with_kyc(&http, &base, &key, "123456789").await;
     let got = receiver.wait_for(1).await;
     assert_eq!(got[0].json()["type"], "kyc.verification.initialized");
 }
